@@ -1,0 +1,28 @@
+"""What every model adapter provides to the runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ModelAdapter:
+    """Takes RGB uint8 images, returns label maps of the same height and width.
+
+    Whatever a framework needs (channel order, normalisation, resizing,
+    sliding window, test-time augmentation) stays inside the adapter.
+    ``num_classes`` is the number of classes the model predicts.
+    """
+
+    num_classes: int
+    device: torch.device
+
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        """One int64 HxW label map per image (HxWx3 uint8 RGB), on ``self.device``."""
+        raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        """What the predictions depend on: source, checkpoint path and sha256, trained or not."""
+        raise NotImplementedError
