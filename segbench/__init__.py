@@ -1,0 +1,17 @@
+"""segbench: benchmarking and evaluation of semantic segmentation models."""
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "load", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `import segbench.<module>` stays light.
+    if name == "run":
+        from segbench.api import run
+        return run
+    if name == "load":
+        from segbench.store import load
+        return load
+    raise AttributeError(f"module 'segbench' has no attribute {name!r}")

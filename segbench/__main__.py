@@ -1,0 +1,3 @@
+from segbench.cli import app
+
+app(prog_name="segbench")

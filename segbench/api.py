@@ -1,0 +1,46 @@
+"""The Python API, mirroring the CLI: ``segbench.run`` and ``segbench.load``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segbench.runner import Reporter, RunOutcome, new_run_id, run_suite
+from segbench.suite import Suite, load_suite, parse_suite
+
+
+def resolve_suite(suite: str | Path | dict | Suite) -> tuple[Suite, dict[str, Any] | None]:
+    """A validated suite and the suite as given (file contents or mapping)."""
+    if isinstance(suite, Suite):
+        return suite, None
+    if isinstance(suite, dict):
+        return parse_suite(suite, base_dir=Path.cwd()), suite
+    path = Path(suite)
+    resolved = load_suite(path)
+    return resolved, {"path": str(path.resolve()), "text": path.read_text(),
+                      "data": yaml.safe_load(path.read_text())}
+
+
+def run_dir_for(suite: Suite, run_dir: str | Path | None, out: str | Path) -> Path:
+    """``run_dir`` exactly when given, else ``out/<suite name>/<new run id>``."""
+    return Path(run_dir) if run_dir is not None else Path(out) / suite.name / new_run_id()
+
+
+def execute(suite: str | Path | dict | Suite, *, run_dir: str | Path | None = None,
+            out: str | Path = "results", device: str | None = None, resume: bool = True,
+            reporter: Reporter | None = None) -> RunOutcome:
+    resolved, source = resolve_suite(suite)
+    target = run_dir_for(resolved, run_dir, out)
+    return run_suite(resolved, target, device=device, resume=resume, reporter=reporter,
+                     suite_source=source)
+
+
+def run(suite: str | Path | dict | Suite, *, run_dir: str | Path | None = None,
+        out: str | Path = "results", device: str | None = None, resume: bool = True) -> Path:
+    """Evaluate a suite (file path, mapping or Suite); returns the run folder.
+
+    Failed cells are recorded in the manifest (``status: failed``), as the CLI does.
+    """
+    return execute(suite, run_dir=run_dir, out=out, device=device, resume=resume).run_dir

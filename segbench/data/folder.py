@@ -1,0 +1,121 @@
+"""A dataset in plain folders: ``root/images/<stem>.<ext>`` paired with ``root/labels/<stem>.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from segbench.data.base import DatasetInfo, Sample, SegDataset
+from segbench.data.io import IMAGE_EXTENSIONS, read_image, read_label
+from segbench.errors import DataError, UserError
+from segbench.registry import register_dataset
+
+_MAX_LISTED = 5
+
+
+class FolderDataset(SegDataset):
+    """Flat folders (subfolders are not searched); ids are the sorted file stems.
+
+    Hidden files (names starting with ".", such as macOS "._x.png") are skipped.
+    Label values are not checked here: the runner checks them against ``num_classes``.
+    """
+
+    def __init__(self, name: str, root: Path, num_classes: int, ignore_index: int = 255,
+                 class_names: list[str] | None = None, images_dir: str = "images",
+                 labels_dir: str = "labels") -> None:
+        root = Path(root)
+        if class_names is not None and len(class_names) != num_classes:
+            raise UserError(f"dataset {name!r}: {len(class_names)} class names given "
+                            f"for num_classes={num_classes}", source=str(root))
+        if class_names is None:
+            class_names = [f"class_{i}" for i in range(num_classes)]
+        self.info = DatasetInfo(name=name, num_classes=num_classes, class_names=class_names,
+                                ignore_index=ignore_index)
+        self.root = root
+        images = _files_by_stem(_folder(root, images_dir), IMAGE_EXTENSIONS)
+        labels = _files_by_stem(_folder(root, labels_dir), (".png",))
+        _check_pairs(root, images_dir, labels_dir, images, labels)
+        self._ids = sorted(images)
+        self._images = [images[i] for i in self._ids]
+        self._labels = [labels[i] for i in self._ids]
+
+    def ids(self) -> list[str]:
+        return self._ids
+
+    def load(self, index: int) -> Sample:
+        image_path, label_path = self._images[index], self._labels[index]
+        image = read_image(image_path)
+        label = read_label(label_path)
+        if image.shape[:2] != label.shape:
+            raise DataError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} (HxW) but "
+                            f"its label {label_path} is {label.shape[0]}x{label.shape[1]}",
+                            source=str(image_path))
+        return Sample(id=self._ids[index], image=image, label=label)
+
+    def fingerprint_parts(self) -> list[str]:
+        return [f"{_stat_part(self.root, image)} {_stat_part(self.root, label)}"
+                for image, label in zip(self._images, self._labels)]
+
+
+def _folder(root: Path, subdir: str) -> Path:
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found (expected a folder holding {subdir}/)",
+                        source=str(root))
+    folder = root / subdir
+    if not folder.is_dir():
+        raise UserError(f"folder {subdir}/ not found in the dataset folder", source=str(folder))
+    return folder
+
+
+def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
+    """The files of ``folder`` with one of ``extensions``; a stem found twice is an error."""
+    found: dict[str, list[Path]] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in extensions:
+            continue
+        if path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    duplicates = sorted(stem for stem, paths in found.items() if len(paths) > 1)
+    if duplicates:
+        names = [", ".join(sorted(p.name for p in found[stem])) for stem in duplicates]
+        raise DataError(f"{len(duplicates)} file stems appear with several extensions, so the "
+                        f"pairing is ambiguous: {_listed(names)}", source=str(folder))
+    return {stem: paths[0] for stem, paths in found.items()}
+
+
+def _check_pairs(root: Path, images_dir: str, labels_dir: str,
+                 images: dict[str, Path], labels: dict[str, Path]) -> None:
+    if not images:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}/ "
+                        f"(subfolders are not searched)", source=str(root / images_dir))
+    problems = []
+    no_label = sorted(images.keys() - labels.keys())
+    if no_label:
+        problems.append(f"{len(no_label)} images have no label {labels_dir}/<stem>.png: "
+                        f"{_listed(no_label)}")
+    no_image = sorted(labels.keys() - images.keys())
+    if no_image:
+        problems.append(f"{len(no_image)} labels have no image {images_dir}/<stem>.<ext>: "
+                        f"{_listed(no_image)}")
+    if problems:
+        raise DataError("images and labels must have matching file stems; " + "; ".join(problems),
+                        source=str(root))
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
+
+
+def _stat_part(root: Path, path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc}", source=str(path)) from exc
+    return f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@register_dataset("folder")
+def build_folder(cfg: Any) -> FolderDataset:
+    return FolderDataset(name=cfg.name, root=Path(cfg.root), num_classes=cfg.num_classes,
+                         ignore_index=cfg.ignore_index, class_names=cfg.class_names)

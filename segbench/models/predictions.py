@@ -1,0 +1,64 @@
+"""Offline evaluation: a "model" that reads saved label PNGs, ``<root>/<id>.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segbench.data.base import DatasetInfo
+from segbench.data.io import read_label
+from segbench.errors import DataError, UserError
+from segbench.models.base import ModelAdapter
+from segbench.registry import register_model
+
+DATASET_PLACEHOLDER = "{dataset}"
+
+
+class PredictionsAdapter(ModelAdapter):
+    """Each prediction is a PNG of class indices (grey or palette) named after the image's id."""
+
+    def __init__(self, root: Path, num_classes: int, device: torch.device) -> None:
+        self.root = Path(root)
+        self.num_classes = num_classes
+        self.device = device
+        self._png_names = sorted(p.name for p in self.root.glob("*.png"))
+
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        if len(images) != len(ids):
+            raise ValueError(f"{len(images)} images but {len(ids)} ids")
+        return [self._read(image, id_) for image, id_ in zip(images, ids)]
+
+    def provenance(self) -> dict[str, Any]:
+        return {"type": "predictions", "root": str(self.root), "num_files": len(self._png_names)}
+
+    def _read(self, image: np.ndarray, id_: str) -> torch.Tensor:
+        path = self.root / f"{id_}.png"
+        if not path.is_file():
+            raise DataError(f"prediction file not found for image {id_!r}{self._naming_hint()}",
+                            source=str(path))
+        pred = read_label(path)
+        if pred.shape != image.shape[:2]:
+            raise DataError(f"prediction is {pred.shape[0]}x{pred.shape[1]} (HxW) but image "
+                            f"{id_!r} is {image.shape[0]}x{image.shape[1]}", source=str(path))
+        return torch.from_numpy(pred).to(self.device)
+
+    def _naming_hint(self) -> str:
+        if not self._png_names:
+            return f"; {self.root} holds no .png files"
+        return (f"; {self.root} holds {len(self._png_names)} other .png files "
+                f"(e.g. {self._png_names[0]}): do their names match the image file stems?")
+
+
+@register_model("predictions")
+def build_predictions(cfg: Any, info: DatasetInfo, device: torch.device) -> PredictionsAdapter:
+    template = str(cfg.root)
+    root = Path(template.replace(DATASET_PLACEHOLDER, info.name))
+    if not root.is_dir():
+        raise UserError(f"model {cfg.name!r}: predictions folder {root} not found "
+                        f"(root {template!r}, with {DATASET_PLACEHOLDER} = {info.name!r})",
+                        source=str(root))
+    num_classes = info.num_classes if cfg.num_classes is None else cfg.num_classes
+    return PredictionsAdapter(root, num_classes, device)

@@ -1,0 +1,106 @@
+"""Adapters for torch modules: our built-in zoo (``builtin``) and the user's own (``python``)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from segbench.data.base import DatasetInfo
+from segbench.errors import UserError
+from segbench.models.base import ModelAdapter
+from segbench.models.checkpoint import file_sha256, load_state_dict
+from segbench.models.inference import segment
+from segbench.models.nets import ARCHS, load_demo_weights
+from segbench.registry import register_model
+from segbench.suite import (IMAGENET_MEAN, IMAGENET_STD, BuiltinModelConfig, InferenceConfig,
+                            PythonModelConfig)
+
+
+class TorchAdapter(ModelAdapter):
+    """Normalises RGB uint8 images on the model's device, runs the net, returns the argmax."""
+
+    def __init__(self, net: nn.Module, num_classes: int, mean: list[float], std: list[float],
+                 inference: InferenceConfig, device: torch.device, provenance: dict[str, Any]) -> None:
+        self.net = net.eval().to(device)
+        self.num_classes = num_classes
+        self.device = device
+        self.inference = inference
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self._provenance = {**provenance, "mean": list(mean), "std": list(std),
+                            "inference": inference.model_dump(mode="json")}
+
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+        return (batch.permute(0, 3, 1, 2).float() - self.mean) / self.std
+
+    @torch.inference_mode()
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        if len({image.shape for image in images}) > 1:  # images of different sizes: one at a time
+            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+        scores = segment(self.net, self.preprocess(images), self.inference)
+        if scores.shape[1] != self.num_classes:
+            raise UserError(f"the model returned {scores.shape[1]} channels, "
+                            f"but num_classes is {self.num_classes}")
+        return list(scores.argmax(dim=1))
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+
+def _load_into(net: nn.Module, path: Path) -> dict[str, Any]:
+    state = load_state_dict(path)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise UserError(f"checkpoint does not fit the model: {error}", source=str(path)) from None
+    return {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "trained": True}
+
+
+@register_model("builtin")
+def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
+    if cfg.weights == "demo":
+        net, meta = load_demo_weights(cfg.arch)
+        return TorchAdapter(net, meta["num_classes"], meta["mean"], meta["std"], cfg.inference, device,
+                            {"type": "builtin", "arch": cfg.arch, "weights": "demo",
+                             "checkpoint_sha256": meta["sha256"], "trained": True,
+                             "trained_on": meta.get("dataset", "synthetic")})
+    num_classes = cfg.num_classes or info.num_classes
+    torch.manual_seed(0)
+    net = ARCHS[cfg.arch](num_classes)
+    provenance = {"type": "builtin", "arch": cfg.arch, "weights": cfg.weights, "trained": False}
+    if cfg.weights != "random":
+        provenance |= _load_into(net, Path(cfg.weights))
+    return TorchAdapter(net, num_classes, IMAGENET_MEAN, IMAGENET_STD, cfg.inference, device, provenance)
+
+
+def import_factory(path: str) -> Any:
+    """The callable named by 'package.module:attribute'; an import failure is a UserError."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise UserError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}",
+                        field="factory") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise UserError(f"module {module_name!r} has no callable {attribute!r}", field="factory")
+    return factory
+
+
+@register_model("python")
+def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
+    net = import_factory(cfg.factory)(**cfg.kwargs)
+    if not isinstance(net, nn.Module):
+        raise UserError(f"{cfg.factory} returned {type(net).__name__}, not a torch.nn.Module",
+                        field="factory")
+    provenance = {"type": "python", "factory": cfg.factory, "kwargs": cfg.kwargs, "trained": None}
+    if cfg.checkpoint is not None:
+        provenance |= _load_into(net, cfg.checkpoint)
+    return TorchAdapter(net, cfg.num_classes, list(cfg.mean), list(cfg.std), cfg.inference, device,
+                        provenance)

@@ -1,0 +1,222 @@
+"""Runs the cells of a suite: each model over each dataset, metric states folded per image.
+
+The runner prints nothing: it reports progress to a :class:`Reporter` that the
+CLI implements with rich.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from segbench import __version__
+from segbench.data.base import SegDataset
+from segbench.environment import environment, resolve_device
+from segbench.errors import UserError
+from segbench.metrics.checks import validate_pair
+from segbench.models.torch_adapter import import_factory
+from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
+from segbench.store import CellOutput, RunStore
+from segbench.suite import Cell, PythonModelConfig, Suite
+
+
+class Reporter:
+    """Progress callbacks; this one ignores them."""
+
+    def cell_started(self, cell_id: str, total: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def cell_finished(self, cell_id: str, status: str, error: str | None) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    statuses: dict[str, str] = field(default_factory=dict)  # cell id -> complete | skipped | failed
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(status != "failed" for status in self.statuses.values())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def build_datasets(suite: Suite) -> dict[str, SegDataset]:
+    """Every dataset of the suite, opened before any work so a missing folder stops the run at once."""
+    datasets = {}
+    for i, config in enumerate(suite.datasets):
+        try:
+            datasets[config.name] = DATASETS[config.type](config)
+        except UserError as error:
+            error.field = error.field or f"datasets[{i}] ({config.name})"
+            raise
+    return datasets
+
+
+def check_models(suite: Suite) -> None:
+    """Import each python model's factory up front: a typo should not wait for its cell."""
+    for i, config in enumerate(suite.models):
+        if isinstance(config, PythonModelConfig):
+            try:
+                import_factory(config.factory)
+            except UserError as error:
+                error.field = f"models[{i}].factory ({config.name})"
+                raise
+
+
+def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.device,
+                  reporter: Reporter) -> CellOutput:
+    info = dataset.info
+    adapter = MODELS[cell.model.type](cell.model, info, device)
+    if adapter.num_classes != info.num_classes:
+        raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
+                        f"{info.name!r} has {info.num_classes}")
+    metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device)
+               for name, options in cell.metrics if options is not None}
+    loader = DataLoader(dataset, batch_size=suite.batch_size, num_workers=suite.num_workers,
+                        collate_fn=list, pin_memory=device.type == "cuda")
+    invalid: dict[str, int] = {}
+    started = time.perf_counter()
+    reporter.cell_started(cell.id, len(dataset))
+    for samples in loader:
+        predictions = adapter.predict([s.image for s in samples], [s.id for s in samples])
+        for sample, prediction in zip(samples, predictions):
+            label = torch.from_numpy(sample.label).to(device, non_blocking=True)
+            label, invalid[sample.id] = validate_pair(prediction, label, info.num_classes,
+                                                      info.ignore_index, sample.id,
+                                                      cell.dataset.invalid_labels)
+            for metric in metrics.values():
+                metric.update(prediction, label, sample.id)
+        reporter.advance(len(samples))
+    seconds = time.perf_counter() - started
+    return _cell_output(cell, dataset, adapter.provenance(), metrics, invalid, seconds)
+
+
+def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], metrics: dict,
+                 invalid: dict[str, int], seconds: float) -> CellOutput:
+    info = dataset.info
+    keys = {"model": cell.model.name, "dataset": cell.dataset.name}
+    summary: dict[str, Any] = dict(keys)
+    per_class = pd.DataFrame({**keys, "class_id": range(info.num_classes),
+                              "class_name": info.class_names})
+    per_image = pd.DataFrame({**keys, "image_id": dataset.ids()})
+    for metric in metrics.values():
+        result = metric.compute()
+        summary |= result.summary
+        for column, values in result.per_class.items():
+            per_class[column] = values
+        rows = pd.DataFrame(result.per_image)
+        per_image = per_image.merge(rows, on="image_id", how="left")
+    per_image["invalid_label_pixels"] = per_image["image_id"].map(invalid).fillna(0).astype("int64")
+    summary |= {"num_images": len(dataset), "invalid_label_pixels": int(sum(invalid.values())),
+                "trained": provenance.get("trained"), "eval_seconds": seconds}
+    record = {"cell_id": cell.id, **keys, "settings": cell.settings(),
+              "settings_digest": settings_digest(cell.settings()),
+              "dataset_fingerprint": dataset.fingerprint(), "provenance": provenance,
+              "metric_options": {name: m.options() for name, m in metrics.items()},
+              "finished": _now(), "eval_seconds": seconds}
+    return CellOutput(record, summary, per_class, per_image)
+
+
+def _is_done(store: RunStore, cell: Cell, fingerprint: str) -> bool:
+    record = store.cell_record(cell.id)
+    return (record is not None and record.get("settings_digest") == settings_digest(cell.settings())
+            and record.get("dataset_fingerprint") == fingerprint)
+
+
+def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume: bool = True,
+              reporter: Reporter | None = None, suite_source: dict[str, Any] | None = None) -> RunOutcome:
+    """Evaluate every cell of ``suite`` into ``run_dir``; user mistakes raise before anything is written."""
+    load_plugins()
+    reporter = reporter or Reporter()
+    torch_device = resolve_device(device or suite.device)
+    datasets = build_datasets(suite)
+    check_models(suite)
+    store = RunStore(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.remove_stale_temporaries()
+    manifest = _start_manifest(store, suite, suite_source, torch_device, datasets)
+    outcome = RunOutcome(run_dir)
+    cell_ids = [cell.id for cell in suite.cells()]
+    for cell in suite.cells():
+        dataset = datasets[cell.dataset.name]
+        entry = manifest["cells"][cell.id]
+        if resume and _is_done(store, cell, manifest["datasets"][cell.dataset.name]["fingerprint"]):
+            outcome.statuses[cell.id] = "skipped"
+            entry["status"] = "complete"
+            reporter.cell_finished(cell.id, "skipped", None)
+            continue
+        entry |= {"status": "running", "started": _now(), "error": None}
+        store.write_manifest(manifest)
+        try:
+            output = evaluate_cell(cell, dataset, suite, torch_device, reporter)
+            store.write_cell(cell.id, output)
+            entry |= {"status": "complete", "finished": _now(), "seconds": output.record["eval_seconds"]}
+        except Exception as error:  # a failing cell is recorded and the run goes on
+            entry |= {"status": "failed", "finished": _now(), "error": _describe(error),
+                      "traceback": traceback.format_exc()}
+            outcome.errors[cell.id] = entry["error"]
+        outcome.statuses[cell.id] = "complete" if entry["status"] == "complete" else "failed"
+        manifest["updated"] = _now()
+        store.write_tables(cell_ids)
+        store.write_manifest(manifest)
+        reporter.cell_finished(cell.id, outcome.statuses[cell.id], entry.get("error"))
+    store.write_tables(cell_ids)
+    return outcome
+
+
+def _describe(error: Exception) -> str:
+    """One line for the user; DataLoader workers wrap errors in a traceback, whose last line is the point."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    return f"{type(error).__name__}: {text}"
+
+
+def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] | None,
+                    device: torch.device, datasets: dict[str, SegDataset]) -> dict[str, Any]:
+    previous = store.read_manifest() if store.manifest_path().is_file() else {}
+    manifest = {
+        "segbench_version": __version__,
+        "run_id": previous.get("run_id") or store.root.name,
+        "created": previous.get("created") or _now(),
+        "updated": _now(),
+        "suite_name": suite.name,
+        "suite_digest": suite.digest(),
+        "suite": suite_source if suite_source is not None else suite.model_dump(mode="json"),
+        "suite_resolved": suite.model_dump(mode="json"),
+        "environment": environment(device),
+        "datasets": {name: {"fingerprint": ds.fingerprint(), "num_images": len(ds),
+                            "num_classes": ds.info.num_classes, "class_names": ds.info.class_names,
+                            "ignore_index": ds.info.ignore_index}
+                     for name, ds in datasets.items()},
+        "cells": {},
+    }
+    old_cells = previous.get("cells", {})
+    for cell in suite.cells():
+        manifest["cells"][cell.id] = old_cells.get(cell.id, {}) | {
+            "model": cell.model.name, "dataset": cell.dataset.name}
+        manifest["cells"][cell.id].setdefault("status", "pending")
+    store.write_manifest(manifest)
+    return manifest

@@ -1,0 +1,308 @@
+"""Suite files: the pydantic schema, validation with YAML line numbers, expansion into cells.
+
+A suite is validated once, at the door; nothing after this module reads the file.
+Paths in a suite may use ``${ENV_VAR}``; relative paths are resolved against
+the suite file's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+
+from segbench.errors import UserError
+
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str) -> str:
+    """Replace each ``${VAR}``; an unset variable is an error naming it."""
+    def substitute(match: re.Match) -> str:
+        value = os.environ.get(match.group(1))
+        if value is None:
+            raise ValueError(f"environment variable ${{{match.group(1)}}} is not set")
+        return value
+    return _ENV_VAR.sub(substitute, text)
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, (str, Path)):
+        return value
+    path = Path(expand_env(str(value))).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+    return path
+
+
+SuitePath = Annotated[Path, BeforeValidator(_resolve_path)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- datasets
+
+class DatasetBase(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    invalid_labels: Literal["error", "ignore"] = "error"
+    """A label value outside [0, K) that is not the ignore index: an error, or mapped to ignore and counted."""
+
+
+class SyntheticDatasetConfig(DatasetBase):
+    type: Literal["synthetic"]
+    num_images: int = Field(32, ge=1)
+    height: int = Field(64, ge=8)
+    width: int = Field(128, ge=8)
+    seed: int = 0
+
+
+class FolderDatasetConfig(DatasetBase):
+    type: Literal["folder"]
+    root: SuitePath
+    num_classes: int = Field(ge=1)
+    ignore_index: int = 255
+    class_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _names_match(self) -> "FolderDatasetConfig":
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names "
+                             f"but num_classes is {self.num_classes}")
+        return self
+
+
+DatasetConfig = Annotated[Union[SyntheticDatasetConfig, FolderDatasetConfig],
+                          Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- models
+
+class InferenceConfig(Strict):
+    """How a torch model is applied to an image: whole or sliding window, with optional TTA."""
+
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    flip: bool = False
+    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _slide_needs_crop(self) -> "InferenceConfig":
+        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
+            raise ValueError("mode 'slide' needs crop_size and stride, e.g. [512, 512] and [341, 341]")
+        if any(s <= 0 for s in self.scales):
+            raise ValueError("scales must be positive")
+        return self
+
+
+class ModelBase(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class BuiltinModelConfig(ModelBase):
+    type: Literal["builtin"]
+    arch: str
+    weights: str = "demo"
+    """'demo' for the shipped weights, 'random' for none, or a .safetensors/.pth path."""
+    num_classes: int | None = Field(None, ge=1)
+    inference: InferenceConfig = InferenceConfig()
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from segbench.models.nets import ARCHS
+        if value not in ARCHS:
+            raise ValueError(f"unknown arch {value!r}; known: {', '.join(sorted(ARCHS))}")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_path(cls, value: str, info: ValidationInfo) -> str:
+        if value in ("demo", "random"):
+            return value
+        return str(_resolve_path(value, info))
+
+
+class PythonModelConfig(ModelBase):
+    type: Literal["python"]
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    num_classes: int = Field(ge=1)
+    mean: tuple[float, float, float] = tuple(IMAGENET_MEAN)
+    std: tuple[float, float, float] = tuple(IMAGENET_STD)
+    checkpoint: SuitePath | None = None
+    inference: InferenceConfig = InferenceConfig()
+
+
+class PredictionsModelConfig(ModelBase):
+    type: Literal["predictions"]
+    root: str
+    """Folder of <image stem>.png label maps; '{dataset}' is replaced by the dataset's name."""
+    num_classes: int | None = Field(None, ge=1)
+
+    @field_validator("root")
+    @classmethod
+    def _root_path(cls, value: str, info: ValidationInfo) -> str:
+        return str(_resolve_path(value, info))
+
+
+ModelConfig = Annotated[Union[BuiltinModelConfig, PythonModelConfig, PredictionsModelConfig],
+                        Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- metrics, suite
+
+class AccuracyOptions(Strict):
+    pass
+
+
+class MetricsConfig(Strict):
+    accuracy: AccuracyOptions = AccuracyOptions()
+
+
+class Suite(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(2, ge=0)
+    datasets: list[DatasetConfig] = Field(min_length=1)
+    models: list[ModelConfig] = Field(min_length=1)
+    metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("datasets", "models")
+    @classmethod
+    def _unique_names(cls, entries: list) -> list:
+        names = [entry.name for entry in entries]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
+        return entries
+
+    def cells(self) -> list["Cell"]:
+        """Every (model, dataset) pair, models outermost, in file order."""
+        return [Cell(model, dataset, self.metrics) for model in self.models for dataset in self.datasets]
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: BuiltinModelConfig | PythonModelConfig | PredictionsModelConfig
+    dataset: SyntheticDatasetConfig | FolderDatasetConfig
+    metrics: MetricsConfig
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}__{self.dataset.name}"
+
+    def settings(self) -> dict[str, Any]:
+        """Everything of the suite that this cell's numbers depend on (for resume)."""
+        return {"model": self.model.model_dump(mode="json"),
+                "dataset": self.dataset.model_dump(mode="json"),
+                "metrics": self.metrics.model_dump(mode="json")}
+
+
+# ---------------------------------------------------------------- loading
+
+def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
+    """Map each key path of a composed YAML document to its 1-based line."""
+    index = {} if index is None else index
+    index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            index[path + (key.value,)] = key.start_mark.line + 1
+            _line_index(value, path + (key.value,), index)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, path + (i,), index)
+    return index
+
+
+def _locate(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[str, int | None]:
+    """Field path as the user wrote it, and its line.
+
+    pydantic puts the union tag (the entry's ``type``) into the location of an
+    error inside a datasets/models entry; it is not a key of the file, so it is dropped.
+    """
+    path: tuple = ()
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part == node.get("type"):
+            continue
+        path += (part,)
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    line = next((lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in lines), None)
+    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return dotted, line
+
+
+def _has(node: dict | list, key: Any) -> bool:
+    if isinstance(node, dict):
+        return key in node
+    return isinstance(key, int) and 0 <= key < len(node)
+
+
+def _first_error(error: ValidationError, data: Any, source: str | None,
+                 lines: dict[tuple, int]) -> UserError:
+    problems = []
+    first = None
+    for item in error.errors():
+        loc = item["loc"] + (("type",) if item["type"] == "union_tag_invalid" else ())
+        field, line = _locate(loc, data, lines)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key '{item['loc'][-1]}'"
+        if item["type"] == "union_tag_invalid":
+            message = f"unknown type {item['input'].get('type')!r}; expected one of {item['ctx']['expected_tags']}"
+        if first is None:
+            first = (field, line, message)
+        problems.append(f"{field or '<suite>'}" + (f" (line {line})" if line else "") + f": {message}")
+    field, line, message = first
+    if len(problems) > 1:
+        message += "\n" + "\n".join(f"  also: {p}" for p in problems[1:])
+    return UserError(message, source=source, field=field, line=line)
+
+
+def parse_suite(data: Any, *, base_dir: Path | None = None, source: str | None = None,
+                lines: dict[tuple, int] | None = None) -> Suite:
+    """Validate an already-loaded mapping (what the Python API takes)."""
+    if not isinstance(data, dict):
+        raise UserError("a suite must be a mapping with name, datasets and models", source=source)
+    try:
+        return Suite.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as error:
+        raise _first_error(error, data, source, lines or {}) from None
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, validate and resolve a suite file; every mistake is a UserError naming file, field and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read the suite file: {error.strerror}", source=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"malformed YAML: {problem}", source=str(path),
+                        line=mark.line + 1 if mark else None) from None
+    lines = _line_index(node) if node is not None else {}
+    return parse_suite(data, base_dir=path.resolve().parent, source=str(path), lines=lines)

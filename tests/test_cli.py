@@ -1,0 +1,148 @@
+"""The command line as a user runs it: a real process, its exit code, its output, its files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from textwrap import dedent
+
+import pandas as pd
+import pytest
+
+SUITE = """\
+name: tiny
+device: cpu
+batch_size: 2
+num_workers: 1
+datasets:
+  - name: shapes
+    type: synthetic
+    num_images: 6
+models:
+  - name: fcn
+    type: builtin
+    arch: fcn
+  - name: unet
+    type: builtin
+    arch: unet
+"""
+
+
+def segbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "segbench", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_run_writes_the_run_folder_and_prints_its_path_last(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE)
+    result = segbench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "results" / "tiny"
+    for name in ("manifest.json", "summary.parquet", "summary.csv", "per_class.parquet",
+                 "per_image.parquet", "cells/fcn__shapes/cell.json", "cells/unet__shapes/cell.json"):
+        assert (run_dir / name).is_file(), name
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    for column in ("model", "dataset", "aAcc", "mAcc", "mIoU", "fwIoU", "mDice"):
+        assert column in summary.columns
+    per_class = pd.read_parquet(run_dir / "per_class.parquet")
+    for column in ("model", "dataset", "class_id", "class_name", "IoU", "Acc", "Dice", "Precision", "Recall"):
+        assert column in per_class.columns
+    assert len(per_class) == 2 * 6 and len(pd.read_parquet(run_dir / "per_image.parquet")) == 2 * 6
+    # trained weights: real numbers, and different ones per model
+    assert summary["mIoU"].min() > 0.5 and summary["mIoU"].nunique() == 2
+    assert pd.read_csv(run_dir / "summary.csv")["mIoU"].tolist() == pytest.approx(summary["mIoU"].tolist())
+    assert "mIoU" in result.stdout  # the leaderboard
+
+
+def test_run_dir_is_used_exactly(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE.replace("num_images: 6", "num_images: 2"))
+    result = segbench("run", str(suite), "--run-dir", str(tmp_path / "exact"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "exact")
+
+
+@pytest.mark.parametrize("mistake, expected", [
+    ("name: tiny\ndatasets: [\n", "malformed YAML"),
+    (SUITE.replace("    num_images: 6", "    num_images: 6\n    colour: red"), "unknown key 'colour'"),
+    (SUITE.replace("num_images: 6", "num_images: six"), "num_images"),
+])
+def test_suite_mistakes_exit_2_with_one_message_and_write_nothing(tmp_path, mistake, expected):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(mistake)
+    result = segbench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 2
+    assert expected in result.stderr and str(suite) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_failing_cell_exits_1_and_keeps_the_others(tmp_path, nets):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE + dedent("""\
+          - name: bad
+            type: python
+            factory: tiny_nets:exploding
+            num_classes: 6
+        """))
+    result = segbench("run", str(suite), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert "boom in forward" in result.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {k: v["status"] for k, v in manifest["cells"].items()} == {
+        "fcn__shapes": "complete", "unet__shapes": "complete", "bad__shapes": "failed"}
+
+
+def test_killed_run_resumes_without_half_written_files(tmp_path, nets):
+    suite = tmp_path / "slow.yaml"
+    suite.write_text(dedent("""\
+        name: slow
+        device: cpu
+        batch_size: 1
+        num_workers: 0
+        datasets:
+          - {name: shapes, type: synthetic, num_images: 6, height: 16, width: 16}
+        models:
+          - {name: first, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.05}, num_classes: 6}
+          - {name: second, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.5}, num_classes: 6}
+        """))
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(run_dir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    first = run_dir / "cells" / "first__shapes" / "cell.json"
+    deadline = time.monotonic() + 120
+    while not first.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.is_file()
+    time.sleep(1.0)  # well inside the second cell (6 images x 0.5 s)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["cells"]["second__shapes"]["status"] == "running"
+    assert not (run_dir / "cells" / "second__shapes").exists()
+    first_mtime = first.stat().st_mtime_ns
+
+    result = segbench("run", str(suite), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "first__shapes: complete in this run folder, skipped" in result.stderr
+    assert first.stat().st_mtime_ns == first_mtime
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {v["status"] for v in manifest["cells"].values()} == {"complete"}
+    leftovers = [p for p in run_dir.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+    assert sorted(pd.read_parquet(run_dir / "summary.parquet")["model"]) == ["first", "second"]
+
+
+def test_list_and_env(tmp_path):
+    models = segbench("list", "models")
+    assert models.returncode == 0 and "builtin" in models.stdout and "unet" in models.stdout
+    assert "synthetic" in segbench("list", "datasets").stdout
+    assert "accuracy" in segbench("list", "metrics").stdout
+    env = json.loads(segbench("env").stdout)
+    assert env["versions"]["segbench"] and env["device"] == "cpu"

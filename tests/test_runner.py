@@ -1,0 +1,206 @@
+"""The runner end to end, in-process: exact numbers, failing cells, resume, bad input."""
+
+import json
+from pathlib import Path
+from textwrap import dedent
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import segbench
+from segbench.data.io import write_label
+from segbench.data.synthetic import SyntheticDataset
+from segbench.errors import UserError
+from segbench.suite import IMAGENET_MEAN, IMAGENET_STD
+
+def suite_dict(models, datasets=None, **extra):
+    datasets = datasets or [{"name": "shapes", "type": "synthetic", "num_images": 5,
+                             "height": 24, "width": 40}]
+    return {"name": "t", "device": "cpu", "batch_size": 2, "num_workers": 0,
+            "datasets": datasets, "models": models, **extra}
+
+
+POINTWISE = {"name": "pw", "type": "python", "factory": "tiny_nets:pointwise",
+             "kwargs": {"num_classes": 6}, "num_classes": 6}
+
+
+def brute_force_miou(preds, labels, num_classes, ignore=255):
+    """The definition read literally: per class, masks over the whole dataset."""
+    pred = np.concatenate([p.ravel() for p in preds])
+    label = np.concatenate([lab.ravel() for lab in labels])
+    keep = label != ignore
+    pred, label = pred[keep], label[keep]
+    ious = []
+    for c in range(num_classes):
+        union = np.sum((pred == c) | (label == c))
+        if union:
+            ious.append(np.sum((pred == c) & (label == c)) / union)
+    return float(np.mean(ious)), float(np.mean(pred == label))
+
+
+def test_python_model_numbers_are_exact(tmp_path, nets):
+    run_dir = segbench.run(suite_dict([POINTWISE]), run_dir=tmp_path / "run")
+    results = segbench.load(run_dir)
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 6, kernel_size=1)
+    data = SyntheticDataset(num_images=5, height=24, width=40)
+    preds, labels = [], []
+    for i in range(len(data)):
+        sample = data.load(i)
+        x = (torch.from_numpy(sample.image).float() - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+        with torch.no_grad():
+            preds.append(conv(x.permute(2, 0, 1)[None]).argmax(1)[0].numpy())
+        labels.append(sample.label)
+    miou, aacc = brute_force_miou(preds, labels, 6)
+
+    row = results.summary.iloc[0]
+    assert (row["model"], row["dataset"]) == ("pw", "shapes")
+    assert row["mIoU"] == pytest.approx(miou, abs=1e-12)
+    assert row["aAcc"] == pytest.approx(aacc, abs=1e-12)
+    assert len(set(np.concatenate([p.ravel() for p in preds]))) > 1  # the check means something
+    assert list(results.per_image["image_id"]) == data.ids()
+    assert len(results.per_class) == 6
+    assert list(results.per_class["class_name"]) == data.info.class_names
+
+
+def test_per_image_counts_recompute_the_summary(tmp_path, nets):
+    results = segbench.load(segbench.run(suite_dict([POINTWISE]), run_dir=tmp_path / "run"))
+    inter = np.sum(np.stack(results.per_image["area_intersect"].to_list()), axis=0)
+    union = np.sum(np.stack(results.per_image["area_union"].to_list()), axis=0)
+    defined = union > 0
+    assert results.summary["mIoU"].iloc[0] == pytest.approx(np.mean(inter[defined] / union[defined]))
+    assert np.allclose(results.per_class["IoU"].to_numpy()[defined], inter[defined] / union[defined])
+
+
+def test_failing_cell_is_recorded_and_the_others_finish(tmp_path, nets):
+    models = [{"name": "bad", "type": "python", "factory": "tiny_nets:exploding", "num_classes": 6},
+              POINTWISE]
+    outcome = segbench.api.execute(suite_dict(models), run_dir=tmp_path / "run")
+    assert outcome.statuses == {"bad__shapes": "failed", "pw__shapes": "complete"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["cells"]["bad__shapes"]["status"] == "failed"
+    assert "boom in forward" in manifest["cells"]["bad__shapes"]["error"]
+    assert not (tmp_path / "run" / "cells" / "bad__shapes").exists()
+    assert list(segbench.load(tmp_path / "run").summary["model"]) == ["pw"]
+
+
+def test_resume_skips_complete_cells_and_redoes_changed_ones(tmp_path, nets):
+    run_dir = tmp_path / "run"
+    segbench.run(suite_dict([POINTWISE]), run_dir=run_dir)
+    cell_json = run_dir / "cells" / "pw__shapes" / "cell.json"
+    first = cell_json.stat().st_mtime_ns
+    outcome = segbench.api.execute(suite_dict([POINTWISE]), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "skipped"}
+    assert cell_json.stat().st_mtime_ns == first
+    changed = {**POINTWISE, "inference": {"flip": True}}
+    outcome = segbench.api.execute(suite_dict([changed]), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "complete"}
+    outcome = segbench.api.execute(suite_dict([changed]), run_dir=run_dir, resume=False)
+    assert outcome.statuses == {"pw__shapes": "complete"}
+
+
+def test_class_count_mismatch_fails_the_cell(tmp_path, nets):
+    model = {**POINTWISE, "kwargs": {"num_classes": 3}, "num_classes": 3}
+    outcome = segbench.api.execute(suite_dict([model]), run_dir=tmp_path / "run")
+    assert "predicts 3 classes" in outcome.errors["pw__shapes"]
+
+
+@pytest.fixture
+def folder_data(tmp_path):
+    """A 3-class folder dataset of two 6x8 images."""
+    root = tmp_path / "mine"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for stem in ("a", "b"):
+        Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
+        write_label(root / "labels" / f"{stem}.png", rng.integers(0, 3, (6, 8)).astype(np.uint8))
+    return root
+
+
+def folder_suite(root, preds_root, **dataset_extra):
+    return suite_dict([{"name": "saved", "type": "predictions", "root": str(preds_root)}],
+                      datasets=[{"name": "mine", "type": "folder", "root": str(root), "num_classes": 3,
+                                 **dataset_extra}])
+
+
+def test_predictions_model_evaluates_saved_pngs(tmp_path, folder_data):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for stem in ("a", "b"):  # perfect predictions, except one pixel of b
+        label = np.array(Image.open(folder_data / "labels" / f"{stem}.png"))
+        if stem == "b":
+            label[0, 0] = (label[0, 0] + 1) % 3
+        write_label(preds / f"{stem}.png", label)
+    results = segbench.load(segbench.run(folder_suite(folder_data, preds), run_dir=tmp_path / "run"))
+    assert results.summary["aAcc"].iloc[0] == pytest.approx(95 / 96)
+
+
+def test_label_out_of_range_names_image_and_values(tmp_path, folder_data):
+    write_label(folder_data / "labels" / "b.png", np.full((6, 8), 7, dtype=np.uint8))
+    outcome = segbench.api.execute(folder_suite(folder_data, folder_data / "labels"),
+                                   run_dir=tmp_path / "run")
+    error = outcome.errors["saved__mine"]
+    assert "'b'" in error and "7" in error
+
+
+def test_invalid_labels_can_be_mapped_to_ignore_and_counted(tmp_path, folder_data):
+    label = np.zeros((6, 8), dtype=np.uint8)
+    label[0, :3] = 9
+    write_label(folder_data / "labels" / "b.png", label)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for stem in ("a", "b"):
+        write_label(preds / f"{stem}.png", np.zeros((6, 8), dtype=np.uint8))
+    run_dir = segbench.run(folder_suite(folder_data, preds, invalid_labels="ignore"),
+                           run_dir=tmp_path / "run")
+    results = segbench.load(run_dir)
+    assert results.summary["invalid_label_pixels"].iloc[0] == 3
+    assert dict(zip(results.per_image["image_id"], results.per_image["invalid_label_pixels"])) == {"a": 0, "b": 3}
+
+
+def test_prediction_of_another_size_fails_the_cell(tmp_path, folder_data):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for stem in ("a", "b"):
+        write_label(preds / f"{stem}.png", np.zeros((5, 8), dtype=np.uint8))
+    outcome = segbench.api.execute(folder_suite(folder_data, preds), run_dir=tmp_path / "run")
+    assert "5x8" in outcome.errors["saved__mine"] and "6x8" in outcome.errors["saved__mine"]
+
+
+def test_missing_dataset_folder_writes_nothing(tmp_path):
+    suite = folder_suite(tmp_path / "absent", tmp_path)
+    with pytest.raises(UserError, match="not found"):
+        segbench.run(suite, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_model_that_does_not_import_writes_nothing(tmp_path):
+    model = {"name": "x", "type": "python", "factory": "no_such_module_xyz:build", "num_classes": 6}
+    with pytest.raises(UserError) as info:
+        segbench.run(suite_dict([model]), run_dir=tmp_path / "run")
+    assert "no_such_module_xyz" in str(info.value) and info.value.field.startswith("models[0]")
+    assert not (tmp_path / "run").exists()
+
+
+def test_suite_file_paths_and_manifest_provenance(tmp_path, nets):
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(dedent("""\
+        name: prov
+        device: cpu
+        num_workers: 0
+        datasets:
+          - {name: shapes, type: synthetic, num_images: 2, height: 16, width: 16}
+        models:
+          - {name: pw, type: python, factory: "tiny_nets:pointwise", kwargs: {num_classes: 6}, num_classes: 6}
+        """))
+    run_dir = segbench.run(suite_file, out=tmp_path / "results")
+    assert run_dir.parent == tmp_path / "results" / "prov"
+    manifest = segbench.load(run_dir).manifest
+    assert manifest["suite"]["text"] == suite_file.read_text()
+    assert manifest["environment"]["versions"]["torch"] == torch.__version__
+    assert len(manifest["datasets"]["shapes"]["fingerprint"]) == 64
+    assert manifest["cells"]["pw__shapes"]["status"] == "complete"
