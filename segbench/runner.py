@@ -92,7 +92,7 @@ def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.d
     if adapter.num_classes != info.num_classes:
         raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
                         f"{info.name!r} has {info.num_classes}")
-    metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device)
+    metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device, **options.model_dump())
                for name, options in cell.metrics if options is not None}
     loader = DataLoader(dataset, batch_size=suite.batch_size, num_workers=suite.num_workers,
                         collate_fn=list, pin_memory=device.type == "cuda")

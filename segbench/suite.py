@@ -85,7 +85,29 @@ class FolderDatasetConfig(DatasetBase):
         return self
 
 
-DatasetConfig = Annotated[Union[SyntheticDatasetConfig, FolderDatasetConfig],
+class CityscapesDatasetConfig(DatasetBase):
+    type: Literal["cityscapes"]
+    root: SuitePath
+    """The folder holding leftImg8bit/ and gtFine/."""
+    split: str = "val"
+
+
+class ADE20KDatasetConfig(DatasetBase):
+    type: Literal["ade20k"]
+    root: SuitePath
+    """ADEChallengeData2016, or the folder holding it."""
+    split: str = "validation"
+
+
+class PascalVOCDatasetConfig(DatasetBase):
+    type: Literal["pascal_voc"]
+    root: SuitePath
+    """VOC2012, or a folder holding VOCdevkit/VOC2012."""
+    split: str = "val"
+
+
+DatasetConfig = Annotated[Union[SyntheticDatasetConfig, FolderDatasetConfig, CityscapesDatasetConfig,
+                                ADE20KDatasetConfig, PascalVOCDatasetConfig],
                           Field(discriminator="type")]
 
 
@@ -202,8 +224,8 @@ class Suite(Strict):
 
 @dataclass(frozen=True)
 class Cell:
-    model: BuiltinModelConfig | PythonModelConfig | PredictionsModelConfig
-    dataset: SyntheticDatasetConfig | FolderDatasetConfig
+    model: ModelConfig
+    dataset: DatasetConfig
     metrics: MetricsConfig
 
     @property

@@ -1,0 +1,3 @@
+"""Dataset readers; importing this package fills ``segbench.registry.DATASETS``."""
+
+from segbench.data import ade20k, cityscapes, folder, pascal_voc, synthetic  # noqa: F401

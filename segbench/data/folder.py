@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segbench.data.base import DatasetInfo, Sample, SegDataset
-from segbench.data.io import IMAGE_EXTENSIONS, read_image, read_label
+from segbench.data.base import DatasetInfo
+from segbench.data.files import FilePairsDataset, listed
+from segbench.data.io import IMAGE_EXTENSIONS
 from segbench.errors import DataError, UserError
 from segbench.registry import register_dataset
 
-_MAX_LISTED = 5
-
-
-class FolderDataset(SegDataset):
+class FolderDataset(FilePairsDataset):
     """Flat folders (subfolders are not searched); ids are the sorted file stems.
 
     Hidden files (names starting with ".", such as macOS "._x.png") are skipped.
@@ -29,32 +27,12 @@ class FolderDataset(SegDataset):
                             f"for num_classes={num_classes}", source=str(root))
         if class_names is None:
             class_names = [f"class_{i}" for i in range(num_classes)]
-        self.info = DatasetInfo(name=name, num_classes=num_classes, class_names=class_names,
-                                ignore_index=ignore_index)
-        self.root = root
+        info = DatasetInfo(name=name, num_classes=num_classes, class_names=class_names,
+                           ignore_index=ignore_index)
         images = _files_by_stem(_folder(root, images_dir), IMAGE_EXTENSIONS)
         labels = _files_by_stem(_folder(root, labels_dir), (".png",))
         _check_pairs(root, images_dir, labels_dir, images, labels)
-        self._ids = sorted(images)
-        self._images = [images[i] for i in self._ids]
-        self._labels = [labels[i] for i in self._ids]
-
-    def ids(self) -> list[str]:
-        return self._ids
-
-    def load(self, index: int) -> Sample:
-        image_path, label_path = self._images[index], self._labels[index]
-        image = read_image(image_path)
-        label = read_label(label_path)
-        if image.shape[:2] != label.shape:
-            raise DataError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} (HxW) but "
-                            f"its label {label_path} is {label.shape[0]}x{label.shape[1]}",
-                            source=str(image_path))
-        return Sample(id=self._ids[index], image=image, label=label)
-
-    def fingerprint_parts(self) -> list[str]:
-        return [f"{_stat_part(self.root, image)} {_stat_part(self.root, label)}"
-                for image, label in zip(self._images, self._labels)]
+        super().__init__(info, root, [(stem, images[stem], labels[stem]) for stem in sorted(images)])
 
 
 def _folder(root: Path, subdir: str) -> Path:
@@ -79,7 +57,7 @@ def _files_by_stem(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]
     if duplicates:
         names = [", ".join(sorted(p.name for p in found[stem])) for stem in duplicates]
         raise DataError(f"{len(duplicates)} file stems appear with several extensions, so the "
-                        f"pairing is ambiguous: {_listed(names)}", source=str(folder))
+                        f"pairing is ambiguous: {listed(names)}", source=str(folder))
     return {stem: paths[0] for stem, paths in found.items()}
 
 
@@ -92,27 +70,14 @@ def _check_pairs(root: Path, images_dir: str, labels_dir: str,
     no_label = sorted(images.keys() - labels.keys())
     if no_label:
         problems.append(f"{len(no_label)} images have no label {labels_dir}/<stem>.png: "
-                        f"{_listed(no_label)}")
+                        f"{listed(no_label)}")
     no_image = sorted(labels.keys() - images.keys())
     if no_image:
         problems.append(f"{len(no_image)} labels have no image {images_dir}/<stem>.<ext>: "
-                        f"{_listed(no_image)}")
+                        f"{listed(no_image)}")
     if problems:
         raise DataError("images and labels must have matching file stems; " + "; ".join(problems),
                         source=str(root))
-
-
-def _listed(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
-
-
-def _stat_part(root: Path, path: Path) -> str:
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise DataError(f"cannot read file: {exc}", source=str(path)) from exc
-    return f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 @register_dataset("folder")

@@ -1,0 +1,79 @@
+"""Datasets that are lists of (image file, label file) pairs: the base of every file reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segbench.data.base import DatasetInfo, Sample, SegDataset
+from segbench.data.io import read_image, read_label
+from segbench.errors import DataError, UserError
+
+MAX_LISTED = 5
+
+
+class FilePairsDataset(SegDataset):
+    """Reads ``pairs`` of (id, image path, label path); ``label_lut`` maps stored label values.
+
+    A lookup table is how datasets store labels in another encoding than the
+    class index (Cityscapes' labelIds, ADE20K's zero label); values beyond the
+    table are an error.
+    """
+
+    def __init__(self, info: DatasetInfo, root: Path, pairs: list[tuple[str, Path, Path]],
+                 label_lut: np.ndarray | None = None) -> None:
+        self.info = info
+        self.root = Path(root)
+        self._ids = [pair[0] for pair in pairs]
+        self._images = [pair[1] for pair in pairs]
+        self._labels = [pair[2] for pair in pairs]
+        self.label_lut = label_lut
+
+    def ids(self) -> list[str]:
+        return self._ids
+
+    def load(self, index: int) -> Sample:
+        image_path, label_path = self._images[index], self._labels[index]
+        image = read_image(image_path)
+        label = read_label(label_path)
+        if image.shape[:2] != label.shape:
+            raise DataError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} (HxW) but "
+                            f"its label {label_path} is {label.shape[0]}x{label.shape[1]}",
+                            source=str(image_path))
+        if self.label_lut is not None:
+            label = self._map(label, label_path)
+        return Sample(id=self._ids[index], image=image, label=label)
+
+    def _map(self, label: np.ndarray, path: Path) -> np.ndarray:
+        if label.min() < 0 or label.max() >= len(self.label_lut):
+            raise DataError(f"label values must lie in [0, {len(self.label_lut)}) for this dataset, "
+                            f"found {label.min()}..{label.max()}", source=str(path))
+        return self.label_lut[label]
+
+    def fingerprint_parts(self) -> list[str]:
+        lut = [] if self.label_lut is None else [f"lut:{self.label_lut.tolist()}"]
+        return lut + [f"{self._id_part(i)}" for i in range(len(self._ids))]
+
+    def _id_part(self, index: int) -> str:
+        return f"{_stat_part(self.root, self._images[index])} {_stat_part(self.root, self._labels[index])}"
+
+
+def _stat_part(root: Path, path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc}", source=str(path)) from exc
+    return f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def listed(items: list[str]) -> str:
+    """The first few items, and how many there are in all."""
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else "")
+
+
+def require_dir(path: Path, help_section: str) -> Path:
+    if not path.is_dir():
+        raise UserError(f"folder not found; see the {help_section}", source=str(path))
+    return path
