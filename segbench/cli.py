@@ -44,6 +44,9 @@ class RichReporter:
     def advance(self, count: int) -> None:
         self.progress.advance(self.task, count)
 
+    def warn(self, message: str) -> None:
+        self.progress.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+
     def cell_finished(self, cell_id: str, status: str, error: str | None) -> None:
         if status == "skipped":
             self.progress.console.print(f"[dim]{cell_id}: complete in this run folder, skipped[/]")
@@ -99,6 +102,118 @@ def run(
     raise typer.Exit(0 if outcome.ok else 1)
 
 
+class ReportFormat(str, Enum):
+    md = "md"
+    csv = "csv"
+    tex = "tex"
+    html = "html"
+
+
+class Prefer(str, Enum):
+    newest = "newest"
+    last = "last"
+
+
+class CiStyle(str, Enum):
+    pm = "pm"
+    interval = "interval"
+
+
+SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "tex", ".html": "html", ".htm": "html"}
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders; several merge into one set of tables."),
+    fmt: Optional[ReportFormat] = typer.Option(None, "--format", help="md, csv (the leaderboard alone), tex "
+                                               "or html; default: from the suffix of --out, else md."),
+    out: Optional[Path] = typer.Option(None, help="Write the report here instead of to stdout."),
+    sort: str = typer.Option("mIoU", help="Order models by this metric, averaged over datasets."),
+    metric: Optional[list[str]] = typer.Option(None, help="A leaderboard column (repeat it); default: the "
+                                               "accuracy, boundary, distance and efficiency figures present."),
+    per_class_metric: str = typer.Option("IoU", help="The per-class column of the per-class tables."),
+    ci: bool = typer.Option(False, "--ci", help="Image-level bootstrap intervals, and marks for results not "
+                            "significantly different from the best."),
+    ci_style: CiStyle = typer.Option(CiStyle.pm, help="pm: value ± half the interval; interval: value \\[lo, hi]."),
+    resamples: int = typer.Option(1000, min=10, help="Bootstrap resamples and permutations."),
+    seed: int = typer.Option(0, help="Seed of the resampling."),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level of the paired tests."),
+    decimals: int = typer.Option(2, min=0, max=6, help="Decimals shown."),
+    prefer: Prefer = typer.Option(Prefer.newest, help="Which result of a (model, dataset) found in several "
+                                  "run folders wins: the newest, or the one of the run folder given last."),
+) -> None:
+    """Leaderboard, per-class tables and published-vs-measured figures of one or more run folders."""
+    from segbench.report import ReportOptions, merge_runs, render
+    from segbench.store import load
+
+    chosen = fmt.value if fmt else SUFFIX_FORMATS.get(out.suffix.lower(), "md") if out else "md"
+    options = ReportOptions(metrics=metric or None, sort=sort, ci=ci, ci_style=ci_style.value,
+                            decimals=decimals, per_class_metric=per_class_metric,
+                            resamples=resamples, seed=seed, alpha=alpha)
+    try:
+        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
+        text = render(results, chosen, options)
+    except UserError as error:
+        fail(error)
+    if out is None:
+        print(text, end="")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(out)
+
+
+@app.command()
+def check(
+    baseline: Path = typer.Argument(..., help="The baseline run folder."),
+    candidate: Path = typer.Argument(..., help="The run folder to check against it."),
+    tolerance: float = typer.Option(0.5, min=0.0, help="Largest drop allowed, in points "
+                                    "(0.5: half a point of mIoU)."),
+    latency_ratio: float = typer.Option(1.10, min=1.0, help="Largest latency growth allowed, as a ratio."),
+    ci: bool = typer.Option(False, "--ci", help="A drop regresses when the paired permutation test over "
+                            "images says the candidate is worse (p < alpha), instead of by --tolerance."),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level of --ci."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="A (model, dataset) missing from the "
+                                       "candidate is not a regression."),
+    metric: Optional[list[str]] = typer.Option(None, help="An accuracy figure to check (repeat it); default: "
+                                               "mIoU, aAcc, mAcc and mBF, those present."),
+    resamples: int = typer.Option(1000, min=10, help="Permutations of --ci."),
+    seed: int = typer.Option(0, help="Seed of --ci."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON, for machines."),
+) -> None:
+    """Check CANDIDATE against BASELINE: exit 0 when nothing regressed, 1 when something did.
+
+    Run folders made with different metric options are refused (exit 2), with the difference named.
+    """
+    import json
+
+    from segbench.check import DEFAULT_METRICS, display_rows
+    from segbench.check import check as check_runs
+    from segbench.store import load
+
+    try:
+        result = check_runs(load(baseline), load(candidate), tolerance=tolerance,
+                            latency_ratio=latency_ratio, ci=ci, alpha=alpha, allow_missing=allow_missing,
+                            metrics=metric or DEFAULT_METRICS, resamples=resamples, seed=seed)
+    except UserError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        raise typer.Exit(0 if result.ok else 1)
+    table = Table(title=f"{candidate} against {baseline}")
+    for name in ("model", "dataset", "metric", "baseline", "candidate", "change", "p", "status"):
+        table.add_column(name, justify="right" if name in ("baseline", "candidate", "change", "p") else "left")
+    for row, regressed in zip(display_rows(result.table), result.table["regressed"]):
+        table.add_row(*row, style="bold red" if regressed else None)
+    console = out_console if out_console.is_terminal else Console(width=120)  # CI logs: no wrap at 80
+    console.print(table)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    count = int(result.table["regressed"].sum())
+    print(f"{count} regression(s)" if count else f"no regression ({len(result.table)} checks)")
+    raise typer.Exit(0 if result.ok else 1)
+
+
 class ListWhat(str, Enum):
     models = "models"
     datasets = "datasets"
@@ -106,24 +221,55 @@ class ListWhat(str, Enum):
 
 
 @app.command("list")
-def list_(what: ListWhat = typer.Argument(..., help="models, datasets or metrics.")) -> None:
-    """List the registered model types and built-in archs, dataset types, or metric groups."""
+def list_(
+    what: ListWhat = typer.Argument(..., help="models, datasets or metrics."),
+    name: Optional[str] = typer.Option(None, help="models: only mmseg index entries whose name contains this."),
+    dataset: Optional[str] = typer.Option(None, help="models: only mmseg index entries for this dataset, e.g. cityscapes."),
+) -> None:
+    """List model types (with the built-in archs and mmseg's model index), dataset types, or metric groups."""
     from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 
     load_plugins()
-    table = Table()
     if what is ListWhat.models:
         from segbench.models.nets import ARCHS
+        table = Table(title="model types")
         table.add_column("type")
-        table.add_column("arch")
-        for name in sorted(MODELS):
-            table.add_row(name, ", ".join(sorted(ARCHS)) if name == "builtin" else "")
-    else:
-        registry = DATASETS if what is ListWhat.datasets else METRICS
-        table.add_column("name")
-        for name in sorted(registry):
-            table.add_row(name)
+        table.add_column("archs")
+        for model_type in sorted(MODELS):
+            table.add_row(model_type, ", ".join(sorted(ARCHS)) if model_type == "builtin" else "")
+        out_console.print(table)
+        out_console.print(mmseg_index_table(name, dataset))
+        return
+    registry = DATASETS if what is ListWhat.datasets else METRICS
+    table = Table()
+    table.add_column("name")
+    for entry in sorted(registry):
+        table.add_row(entry)
     out_console.print(table)
+
+
+def mmseg_index_table(name: str | None, dataset: str | None) -> Table | str:
+    """mmseg's packaged model index, filtered; a hint when mmseg is not installed."""
+    from segbench.models.mmseg_adapter import model_index, require_mmseg
+
+    try:
+        require_mmseg()
+    except UserError as error:
+        return f"mmseg model index: not available ({error.message})"
+    table = Table(title="mmseg model index (type: mmseg, config: NAME)")
+    for column in ("config", "dataset", "mIoU", "mIoU ms+flip"):
+        table.add_column(column)
+    for entry, info in sorted(model_index().items()):
+        if name and name.lower() not in entry.lower():
+            continue
+        if dataset and dataset.lower().replace("-", "") not in str(info["dataset"]).lower().replace("-", ""):
+            continue
+        table.add_row(entry, str(info["dataset"]), _number(info["mIoU"]), _number(info["mIoU(ms+flip)"]))
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @app.command()

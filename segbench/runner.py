@@ -25,10 +25,13 @@ from segbench.data.base import SegDataset
 from segbench.environment import environment, resolve_device
 from segbench.errors import UserError
 from segbench.metrics.checks import validate_pair
+from segbench.models.mmseg_adapter import check_model as check_mmseg_model
+from segbench.models.base import ModelAdapter
 from segbench.models.torch_adapter import import_factory
+from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 from segbench.store import CellOutput, RunStore
-from segbench.suite import Cell, PythonModelConfig, Suite
+from segbench.suite import Cell, MMSegModelConfig, PythonModelConfig, Suite
 
 
 class Reporter:
@@ -37,6 +40,7 @@ class Reporter:
     def cell_started(self, cell_id: str, total: int) -> None: ...
     def advance(self, count: int) -> None: ...
     def cell_finished(self, cell_id: str, status: str, error: str | None) -> None: ...
+    def warn(self, message: str) -> None: ...
 
 
 @dataclass
@@ -75,18 +79,20 @@ def build_datasets(suite: Suite) -> dict[str, SegDataset]:
 
 
 def check_models(suite: Suite) -> None:
-    """Import each python model's factory up front: a typo should not wait for its cell."""
+    """What can be checked before any work: python factories import, mmseg is there and knows the config."""
     for i, config in enumerate(suite.models):
-        if isinstance(config, PythonModelConfig):
-            try:
+        try:
+            if isinstance(config, PythonModelConfig):
                 import_factory(config.factory)
-            except UserError as error:
-                error.field = f"models[{i}].factory ({config.name})"
-                raise
+            elif isinstance(config, MMSegModelConfig):
+                check_mmseg_model(config)
+        except UserError as error:
+            error.field = f"models[{i}].{error.field or 'type'} ({config.name})"
+            raise
 
 
 def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.device,
-                  reporter: Reporter) -> CellOutput:
+                  reporter: Reporter, profiled: dict[tuple, tuple] | None = None) -> CellOutput:
     info = dataset.info
     adapter = MODELS[cell.model.type](cell.model, info, device)
     if adapter.num_classes != info.num_classes:
@@ -110,7 +116,34 @@ def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.d
                 metric.update(prediction, label, sample.id)
         reporter.advance(len(samples))
     seconds = time.perf_counter() - started
-    return _cell_output(cell, dataset, adapter.provenance(), metrics, invalid, seconds)
+    output = _cell_output(cell, dataset, adapter.provenance(), metrics, invalid, seconds)
+    if cell.efficiency is not None:
+        _add_efficiency(output, cell, adapter, dataset, device, {} if profiled is None else profiled)
+    return output
+
+
+def _add_efficiency(output: CellOutput, cell: Cell, adapter: ModelAdapter, dataset: SegDataset,
+                    device: torch.device, profiled: dict[tuple, tuple]) -> None:
+    """The profiling pass, after the accuracy pass: once per (model, input size, classes) in a run.
+
+    The input size is the dataset's first image's unless the suite fixes one.
+    A cell whose model was already profiled at that size earlier in this run
+    takes its summary columns from those rows (``efficiency_measured_in`` in
+    cell.json names the cell) and writes no efficiency.parquet of its own, so
+    the run's efficiency.parquet holds each measurement once.
+    """
+    started = time.perf_counter()
+    image = sized_image(dataset.load(0).image, cell.efficiency.input_size)
+    key = (cell.model.name, image.shape, adapter.num_classes)
+    if key not in profiled:
+        rows = Profiler(cell.efficiency, device).profile(adapter, image)
+        profiled[key] = (cell.id, rows)
+        output.efficiency = pd.DataFrame([{"model": cell.model.name, "dataset": cell.dataset.name, **row}
+                                          for row in rows])
+    measured_in, rows = profiled[key]
+    output.summary |= headline(rows, cell.efficiency)
+    output.record |= {"efficiency_measured_in": measured_in,
+                      "efficiency_seconds": time.perf_counter() - started}
 
 
 def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], metrics: dict,
@@ -131,6 +164,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
     per_image["invalid_label_pixels"] = per_image["image_id"].map(invalid).fillna(0).astype("int64")
     summary |= {"num_images": len(dataset), "invalid_label_pixels": int(sum(invalid.values())),
                 "trained": provenance.get("trained"), "eval_seconds": seconds}
+    summary |= {f"published_{key}": value for key, value in provenance.get("published", {}).items()}
     record = {"cell_id": cell.id, **keys, "settings": cell.settings(),
               "settings_digest": settings_digest(cell.settings()),
               "dataset_fingerprint": dataset.fingerprint(), "provenance": provenance,
@@ -159,6 +193,7 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
     manifest = _start_manifest(store, suite, suite_source, torch_device, datasets)
     outcome = RunOutcome(run_dir)
     cell_ids = [cell.id for cell in suite.cells()]
+    profiled: dict[tuple, tuple] = {}  # efficiency rows by (model, input size, classes), for this session
     for cell in suite.cells():
         dataset = datasets[cell.dataset.name]
         entry = manifest["cells"][cell.id]
@@ -170,8 +205,11 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
         entry |= {"status": "running", "started": _now(), "error": None}
         store.write_manifest(manifest)
         try:
-            output = evaluate_cell(cell, dataset, suite, torch_device, reporter)
+            output = evaluate_cell(cell, dataset, suite, torch_device, reporter, profiled)
             store.write_cell(cell.id, output)
+            if output.summary["trained"] is False:
+                reporter.warn(f"{cell.id}: model {cell.model.name!r} has random weights (no checkpoint); "
+                              "its numbers are not those of a trained model (column 'trained' is False)")
             entry |= {"status": "complete", "finished": _now(), "seconds": output.record["eval_seconds"]}
         except Exception as error:  # a failing cell is recorded and the run goes on
             entry |= {"status": "failed", "finished": _now(), "error": _describe(error),

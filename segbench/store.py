@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
-TABLES = ("summary", "per_class", "per_image")
+TABLES = ("summary", "per_class", "per_image", "efficiency")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -55,6 +55,7 @@ class CellOutput:
     summary: dict[str, Any]
     per_class: pd.DataFrame
     per_image: pd.DataFrame
+    efficiency: pd.DataFrame | None = None  # rows of the profiling pass, when this cell ran it
 
 
 class RunStore:
@@ -100,6 +101,8 @@ class RunStore:
         try:
             output.per_class.to_parquet(tmp / "per_class.parquet", index=False)
             output.per_image.to_parquet(tmp / "per_image.parquet", index=False)
+            if output.efficiency is not None:
+                output.efficiency.to_parquet(tmp / "efficiency.parquet", index=False)
             (tmp / "cell.json").write_text(json.dumps(
                 {**output.record, "summary": output.summary}, indent=2, default=str) + "\n")
             final = self.cells_dir / cell_id
@@ -121,6 +124,10 @@ class RunStore:
             frames = [pd.read_parquet(self.cells_dir / cid / f"{name}.parquet") for cid in complete]
             table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
             atomic_write_table(self.root / f"{name}.parquet", table)
+        efficiency = [pd.read_parquet(path) for cid in complete
+                      if (path := self.cells_dir / cid / "efficiency.parquet").is_file()]
+        if efficiency:
+            atomic_write_table(self.root / "efficiency.parquet", pd.concat(efficiency, ignore_index=True))
 
 
 @dataclass
@@ -132,6 +139,23 @@ class RunResults:
     summary: pd.DataFrame
     per_class: pd.DataFrame
     per_image: pd.DataFrame
+    efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def leaderboard(self, metrics: list[str] | None = None, *, sort: str = "mIoU", ci: bool = False,
+                    resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """One row per model, columns (dataset, metric), fractions as stored; see ``report.leaderboard``."""
+        from segbench.report import leaderboard
+        return leaderboard(self, metrics, sort=sort, ci=ci, resamples=resamples, seed=seed)
+
+    def per_class_table(self, metric: str = "IoU") -> pd.DataFrame:
+        """Rows (dataset, class_id, class_name), a column per model (``per_class`` is the long table)."""
+        from segbench.report import per_class_table
+        return per_class_table(self, metric)
+
+    def compare(self, other: RunResults, **limits: Any) -> pd.DataFrame:
+        """``other`` checked against this run as the baseline: ``check.check(self, other, **limits).table``."""
+        from segbench.check import check
+        return check(self, other, **limits).table
 
 
 def load(run_dir: str | Path) -> RunResults:

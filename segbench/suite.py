@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
 from segbench.errors import UserError
@@ -48,6 +48,16 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Any:
 
 
 SuitePath = Annotated[Path, BeforeValidator(_resolve_path)]
+
+
+def _path_or_name(value: str, info: ValidationInfo) -> str:
+    """An mmseg config given as a file path is resolved like any path; a bare name is kept."""
+    if value.endswith(".py") or "/" in value:
+        return str(_resolve_path(value, info))
+    return value
+
+
+ConfigRef = Annotated[str, AfterValidator(_path_or_name)]
 
 
 class Strict(BaseModel):
@@ -106,8 +116,16 @@ class PascalVOCDatasetConfig(DatasetBase):
     split: str = "val"
 
 
+class MMSegDatasetConfig(DatasetBase):
+    type: Literal["mmseg"]
+    config: ConfigRef
+    """A dataset config file, or a name under mmseg's configs/_base_/datasets/ (e.g. coco-stuff164k)."""
+    root: SuitePath
+    """The data_root the config's paths are relative to."""
+
+
 DatasetConfig = Annotated[Union[SyntheticDatasetConfig, FolderDatasetConfig, CityscapesDatasetConfig,
-                                ADE20KDatasetConfig, PascalVOCDatasetConfig],
+                                ADE20KDatasetConfig, PascalVOCDatasetConfig, MMSegDatasetConfig],
                           Field(discriminator="type")]
 
 
@@ -182,7 +200,20 @@ class PredictionsModelConfig(ModelBase):
         return str(_resolve_path(value, info))
 
 
-ModelConfig = Annotated[Union[BuiltinModelConfig, PythonModelConfig, PredictionsModelConfig],
+class MMSegModelConfig(ModelBase):
+    type: Literal["mmseg"]
+    config: ConfigRef
+    """A name from mmseg's packaged model index, or a path to a config file."""
+    checkpoint: SuitePath | None = None
+    tta: bool = False
+    cfg_options: dict[str, Any] = Field(default_factory=dict)
+    allow_unsafe_checkpoint: bool = False
+    class_map: list[int] | None = None
+    """For each class the model predicts, the dataset class it counts as."""
+
+
+ModelConfig = Annotated[Union[BuiltinModelConfig, PythonModelConfig, PredictionsModelConfig,
+                              MMSegModelConfig],
                         Field(discriminator="type")]
 
 
@@ -192,8 +223,56 @@ class AccuracyOptions(Strict):
     pass
 
 
+class BoundaryOptions(Strict):
+    """BF and BIoU (DESIGN.md, "Boundary family")."""
+
+    tolerance: float | str = 0.0075
+    """BF tolerance: a fraction of the image diagonal in [0, 1), or pixels as a string such as "3px"."""
+    dilation_ratio: float = Field(0.02, gt=0)
+    """BIoU band width as a fraction of the image diagonal (rounded, at least 1 pixel)."""
+
+    @field_validator("tolerance")
+    @classmethod
+    def _valid_tolerance(cls, value: float | str) -> float | str:
+        from segbench.metrics.boundary import parse_tolerance
+        parse_tolerance(value)
+        return value
+
+
+class DistanceOptions(Strict):
+    """HD and HD95 (DESIGN.md, "Boundary family")."""
+
+    percentile: float = Field(95.0, ge=0, le=100)
+    """The percentile of the robust Hausdorff distance; other than 95 it renames the columns (HD99, mHD99)."""
+    one_sided: Literal["diagonal", "inf", "skip"] = "diagonal"
+    """The value when a class is in only one of the two masks; such cases are always counted."""
+
+
 class MetricsConfig(Strict):
+    """Metric groups and their options; ``null`` turns a group off."""
+
     accuracy: AccuracyOptions = AccuracyOptions()
+    boundary: BoundaryOptions | None = BoundaryOptions()
+    distance: DistanceOptions | None = DistanceOptions()
+
+
+class EfficiencyConfig(Strict):
+    """The profiling pass (segbench/profiling.py): what is timed, how, and at which sizes."""
+
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    warmup: int = Field(10, ge=0)
+    iters: int = Field(50, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    """When set, a measurement also stops once this many seconds of timed calls are spent (at least one call)."""
+    precision: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    """fp16 and bf16 run the model under torch.autocast; the weights stay fp32."""
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = False
+    input_size: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] | None = None
+    """[h, w]; by default the size of the dataset's first image."""
+    scopes: list[Literal["model", "end_to_end"]] = Field(default_factory=lambda: ["model", "end_to_end"],
+                                                         min_length=1)
 
 
 class Suite(Strict):
@@ -204,6 +283,8 @@ class Suite(Strict):
     datasets: list[DatasetConfig] = Field(min_length=1)
     models: list[ModelConfig] = Field(min_length=1)
     metrics: MetricsConfig = MetricsConfig()
+    efficiency: EfficiencyConfig | None = None
+    """The profiling pass; None (the default) runs none."""
 
     @field_validator("datasets", "models")
     @classmethod
@@ -216,7 +297,8 @@ class Suite(Strict):
 
     def cells(self) -> list["Cell"]:
         """Every (model, dataset) pair, models outermost, in file order."""
-        return [Cell(model, dataset, self.metrics) for model in self.models for dataset in self.datasets]
+        return [Cell(model, dataset, self.metrics, self.efficiency)
+                for model in self.models for dataset in self.datasets]
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -227,6 +309,7 @@ class Cell:
     model: ModelConfig
     dataset: DatasetConfig
     metrics: MetricsConfig
+    efficiency: EfficiencyConfig | None = None
 
     @property
     def id(self) -> str:
@@ -234,9 +317,12 @@ class Cell:
 
     def settings(self) -> dict[str, Any]:
         """Everything of the suite that this cell's numbers depend on (for resume)."""
-        return {"model": self.model.model_dump(mode="json"),
-                "dataset": self.dataset.model_dump(mode="json"),
-                "metrics": self.metrics.model_dump(mode="json")}
+        settings = {"model": self.model.model_dump(mode="json"),
+                    "dataset": self.dataset.model_dump(mode="json"),
+                    "metrics": self.metrics.model_dump(mode="json")}
+        if self.efficiency is not None:  # absent, not null: suites without it keep their digests
+            settings["efficiency"] = self.efficiency.model_dump(mode="json")
+        return settings
 
 
 # ---------------------------------------------------------------- loading

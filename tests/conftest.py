@@ -54,3 +54,86 @@ def nets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     sys.modules.pop("tiny_nets", None)
     yield folder
     sys.modules.pop("tiny_nets", None)
+
+
+# ---------------------------------------------------------------- hand-made run folders (reports, checks)
+
+class FakeRuns:
+    """Writes run folders as the runner lays them out, from per-image confusion matrices."""
+
+    @staticmethod
+    def confusions(seed: int, images: int, classes: int = 4, accuracy: float = 0.9,
+                   pixels: int = 256) -> list:
+        """Per-image KxK confusion matrices (rows label) of a model right on ``accuracy`` of the pixels."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        matrices = []
+        for _ in range(images):
+            label = rng.integers(0, classes, pixels)
+            pred = np.where(rng.random(pixels) < accuracy, label, rng.integers(0, classes, pixels))
+            matrices.append(np.bincount(label * classes + pred, minlength=classes * classes)
+                            .reshape(classes, classes))
+        return matrices
+
+    @staticmethod
+    def write(root: Path, cells: dict, *, bf: dict | None = None, extra: dict | None = None,
+              options: dict | None = None, finished: str = "2025-01-01T00:00:00+00:00",
+              suite_name: str = "fake", class_names: list | None = None) -> Path:
+        """cells: {(model, dataset): [KxK confusion per image]}; bf: {(model, dataset): (images, K) array
+        with NaN where not evaluated}; extra: {(model, dataset): {summary column: value}}."""
+        import json
+
+        import numpy as np
+        import pandas as pd
+
+        from segbench.metrics.confusion import accuracy_from_counts
+
+        summaries, per_class, per_image, manifest_cells = [], [], [], {}
+        for (model, dataset), matrices in cells.items():
+            k = len(matrices[0])
+            names = class_names or [f"class_{i}" for i in range(k)]
+            counts = [{"area_intersect": np.diag(c), "area_pred_label": c.sum(0), "area_label": c.sum(1),
+                       "area_union": c.sum(0) + c.sum(1) - np.diag(c)} for c in matrices]
+            totals = {key: sum(c[key] for c in counts) for key in counts[0]}
+            summary, classes = accuracy_from_counts(**totals)
+            summary = {"model": model, "dataset": dataset, **summary, "num_images": len(matrices)}
+            rows = pd.DataFrame({"model": model, "dataset": dataset, "class_id": range(k), "class_name": names,
+                                 **{key: classes[key] for key in ("IoU", "Acc", "Dice")}})
+            images = pd.DataFrame({"model": model, "dataset": dataset,
+                                   "image_id": [f"img_{i:04d}" for i in range(len(matrices))],
+                                   **{key: [c[key].tolist() for c in counts] for key in counts[0]}})
+            if bf and (model, dataset) in bf:
+                values = np.asarray(bf[(model, dataset)], dtype=float)
+                class_bf = np.nanmean(values, axis=0)
+                summary["mBF"] = float(np.nanmean(class_bf))
+                rows["BF"] = class_bf
+                images["BF"] = [row.tolist() for row in values]
+            summary |= (extra or {}).get((model, dataset), {})
+            summaries.append(summary)
+            per_class.append(rows)
+            per_image.append(images)
+            cell_id = f"{model}__{dataset}"
+            record = {"cell_id": cell_id, "model": model, "dataset": dataset,
+                      "settings": {"dataset": {"name": dataset, "height": 16, "width": 16}},
+                      "dataset_fingerprint": f"fingerprint-{dataset}",
+                      "metric_options": options or {"accuracy": {"num_classes": k, "ignore_index": 255}},
+                      "finished": finished, "summary": summary}
+            (root / "cells" / cell_id).mkdir(parents=True)
+            (root / "cells" / cell_id / "cell.json").write_text(json.dumps(record))
+            manifest_cells[cell_id] = {"model": model, "dataset": dataset, "status": "complete",
+                                       "finished": finished}
+        pd.DataFrame(summaries).to_parquet(root / "summary.parquet")
+        pd.concat(per_class, ignore_index=True).to_parquet(root / "per_class.parquet")
+        pd.concat(per_image, ignore_index=True).to_parquet(root / "per_image.parquet")
+        manifest = {"suite_name": suite_name, "run_id": root.name, "created": finished, "updated": finished,
+                    "suite_resolved": {"metrics": {key: {} for key in (options or {"accuracy": {}})}},
+                    "cells": manifest_cells}
+        (root / "manifest.json").write_text(json.dumps(manifest))
+        return root
+
+
+@pytest.fixture
+def fake_runs() -> FakeRuns:
+    """Builds hand-made run folders: ``fake_runs.write(root, {(model, dataset): confusions})``."""
+    return FakeRuns()

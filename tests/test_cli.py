@@ -84,12 +84,7 @@ def test_suite_mistakes_exit_2_with_one_message_and_write_nothing(tmp_path, mist
 
 def test_failing_cell_exits_1_and_keeps_the_others(tmp_path, nets):
     suite = tmp_path / "s.yaml"
-    suite.write_text(SUITE + dedent("""\
-          - name: bad
-            type: python
-            factory: tiny_nets:exploding
-            num_classes: 6
-        """))
+    suite.write_text(SUITE + "  - {name: bad, type: python, factory: 'tiny_nets:exploding', num_classes: 6}\n")
     result = segbench("run", str(suite), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 1
     assert "boom in forward" in result.stderr

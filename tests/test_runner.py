@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import segbench
+from segbench.api import execute
 from segbench.data.io import write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.errors import UserError
@@ -78,7 +79,7 @@ def test_per_image_counts_recompute_the_summary(tmp_path, nets):
 def test_failing_cell_is_recorded_and_the_others_finish(tmp_path, nets):
     models = [{"name": "bad", "type": "python", "factory": "tiny_nets:exploding", "num_classes": 6},
               POINTWISE]
-    outcome = segbench.api.execute(suite_dict(models), run_dir=tmp_path / "run")
+    outcome = execute(suite_dict(models), run_dir=tmp_path / "run")
     assert outcome.statuses == {"bad__shapes": "failed", "pw__shapes": "complete"}
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["cells"]["bad__shapes"]["status"] == "failed"
@@ -92,19 +93,19 @@ def test_resume_skips_complete_cells_and_redoes_changed_ones(tmp_path, nets):
     segbench.run(suite_dict([POINTWISE]), run_dir=run_dir)
     cell_json = run_dir / "cells" / "pw__shapes" / "cell.json"
     first = cell_json.stat().st_mtime_ns
-    outcome = segbench.api.execute(suite_dict([POINTWISE]), run_dir=run_dir)
+    outcome = execute(suite_dict([POINTWISE]), run_dir=run_dir)
     assert outcome.statuses == {"pw__shapes": "skipped"}
     assert cell_json.stat().st_mtime_ns == first
     changed = {**POINTWISE, "inference": {"flip": True}}
-    outcome = segbench.api.execute(suite_dict([changed]), run_dir=run_dir)
+    outcome = execute(suite_dict([changed]), run_dir=run_dir)
     assert outcome.statuses == {"pw__shapes": "complete"}
-    outcome = segbench.api.execute(suite_dict([changed]), run_dir=run_dir, resume=False)
+    outcome = execute(suite_dict([changed]), run_dir=run_dir, resume=False)
     assert outcome.statuses == {"pw__shapes": "complete"}
 
 
 def test_class_count_mismatch_fails_the_cell(tmp_path, nets):
     model = {**POINTWISE, "kwargs": {"num_classes": 3}, "num_classes": 3}
-    outcome = segbench.api.execute(suite_dict([model]), run_dir=tmp_path / "run")
+    outcome = execute(suite_dict([model]), run_dir=tmp_path / "run")
     assert "predicts 3 classes" in outcome.errors["pw__shapes"]
 
 
@@ -141,7 +142,7 @@ def test_predictions_model_evaluates_saved_pngs(tmp_path, folder_data):
 
 def test_label_out_of_range_names_image_and_values(tmp_path, folder_data):
     write_label(folder_data / "labels" / "b.png", np.full((6, 8), 7, dtype=np.uint8))
-    outcome = segbench.api.execute(folder_suite(folder_data, folder_data / "labels"),
+    outcome = execute(folder_suite(folder_data, folder_data / "labels"),
                                    run_dir=tmp_path / "run")
     error = outcome.errors["saved__mine"]
     assert "'b'" in error and "7" in error
@@ -167,7 +168,7 @@ def test_prediction_of_another_size_fails_the_cell(tmp_path, folder_data):
     preds.mkdir()
     for stem in ("a", "b"):
         write_label(preds / f"{stem}.png", np.zeros((5, 8), dtype=np.uint8))
-    outcome = segbench.api.execute(folder_suite(folder_data, preds), run_dir=tmp_path / "run")
+    outcome = execute(folder_suite(folder_data, preds), run_dir=tmp_path / "run")
     assert "5x8" in outcome.errors["saved__mine"] and "6x8" in outcome.errors["saved__mine"]
 
 

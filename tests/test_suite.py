@@ -124,3 +124,12 @@ def test_mapping_api_and_digest_stability():
     assert parse_suite(data).digest() == parse_suite(dict(data)).digest()
     changed = {**data, "datasets": [{"name": "s", "type": "synthetic", "seed": 1}]}
     assert parse_suite(changed).digest() != parse_suite(data).digest()
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("suites/*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_suites_are_valid(path, monkeypatch):
+    monkeypatch.setenv("SEGBENCH_DATA", "/data")
+    monkeypatch.setenv("SEGBENCH_CHECKPOINTS", "/checkpoints")
+    suite = load_suite(path)
+    assert suite.name == path.stem and suite.cells()

@@ -56,10 +56,10 @@ class FilePairsDataset(SegDataset):
         return lut + [f"{self._id_part(i)}" for i in range(len(self._ids))]
 
     def _id_part(self, index: int) -> str:
-        return f"{_stat_part(self.root, self._images[index])} {_stat_part(self.root, self._labels[index])}"
+        return f"{stat_part(self.root, self._images[index])} {stat_part(self.root, self._labels[index])}"
 
 
-def _stat_part(root: Path, path: Path) -> str:
+def stat_part(root: Path, path: Path) -> str:
     try:
         stat = path.stat()
     except OSError as exc:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 
 class ModelAdapter:
@@ -22,6 +23,14 @@ class ModelAdapter:
     def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
         """One int64 HxW label map per image (HxWx3 uint8 RGB), on ``self.device``."""
         raise NotImplementedError
+
+    def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[Any, ...]]:
+        """The network and the arguments of its forward pass on these images, already preprocessed.
+
+        ``module(*args)`` is what the profiler's "model" scope times. Adapters
+        that run no network (saved predictions) keep this default.
+        """
+        raise NotImplementedError(f"{type(self).__name__} runs no network to profile")
 
     def provenance(self) -> dict[str, Any]:
         """What the predictions depend on: source, checkpoint path and sha256, trained or not."""

@@ -49,6 +49,9 @@ class TorchAdapter(ModelAdapter):
                             f"but num_classes is {self.num_classes}")
         return list(scores.argmax(dim=1))
 
+    def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor]]:
+        return self.net, (self.preprocess(images),)
+
     def provenance(self) -> dict[str, Any]:
         return self._provenance
 

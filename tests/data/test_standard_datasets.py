@@ -14,38 +14,11 @@ from segbench.data.cityscapes import CityscapesDataset
 from segbench.data.classes import VOC_PALETTE
 from segbench.data.io import write_label
 from segbench.data.pascal_voc import PascalVOCDataset
+from segbench.data.mmseg_dataset import MMSegDataset
 from segbench.errors import UserError
+from layouts import TRAIN_TO_ID, make_cityscapes, save_grey, to_train_ids
 
 H, W = 12, 20
-CITIES = {"frankfurt": ["000000_000294", "000000_000576"], "lindau": ["000000_000019"]}
-
-
-def save_rgb(path: Path, rng: np.random.Generator) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(path)
-
-
-def save_grey(path: Path, values: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(values.astype(np.uint8), mode="L").save(path)
-
-
-def make_cityscapes(root: Path, train_ids: bool, seed: int = 0) -> dict[str, np.ndarray]:
-    """labelIds drawn from every id 0..33 (ignored ones included); returns them by image id."""
-    rng = np.random.default_rng(seed)
-    label_ids = {}
-    for city, frames in CITIES.items():
-        for frame in frames:
-            stem = f"{city}_{frame}"
-            save_rgb(root / "leftImg8bit" / "val" / city / f"{stem}_leftImg8bit.png", rng)
-            ids = rng.integers(0, 34, (H, W))
-            save_grey(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelIds.png", ids)
-            if train_ids:
-                lut = np.full(256, 255)
-                lut[[7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]] = range(19)
-                save_grey(root / "gtFine" / "val" / city / f"{stem}_gtFine_labelTrainIds.png", lut[ids])
-            label_ids[f"{stem}_leftImg8bit"] = ids
-    return label_ids
 
 
 def test_cityscapes_converts_label_ids_with_the_official_table(tmp_path):
@@ -88,16 +61,15 @@ def test_cityscapes_iou_equals_the_official_evaluation(tmp_path):
     """Per-class IoU of segbench equals cityscapesscripts' pixel-level evaluation on the same files."""
     label_ids = make_cityscapes(tmp_path / "cs", train_ids=False)
     rng = np.random.default_rng(1)
-    train_to_id = np.array([7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33])
     preds_dir = tmp_path / "preds"
     preds_dir.mkdir()
     pred_files, gt_files = [], []
     for image_id in label_ids:
         pred = rng.integers(0, 19, (H, W))
-        pred[:6] = np.where(rng.random((6, W)) < 0.7, _train_ids(label_ids[image_id][:6]), pred[:6])
+        pred[:6] = np.where(rng.random((6, W)) < 0.7, to_train_ids(label_ids[image_id][:6]), pred[:6])
         pred = np.where(pred == 255, 0, pred)
         write_label(preds_dir / f"{image_id}.png", pred.astype(np.uint8))
-        save_grey(tmp_path / "official" / f"{image_id}.png", train_to_id[pred])
+        save_grey(tmp_path / "official" / f"{image_id}.png", TRAIN_TO_ID[pred])
         city = image_id.split("_")[0]
         pred_files.append(str(tmp_path / "official" / f"{image_id}.png"))
         gt_files.append(str(tmp_path / "cs" / "gtFine" / "val" / city /
@@ -116,12 +88,6 @@ def test_cityscapes_iou_equals_the_official_evaluation(tmp_path):
     for name, iou in ours.items():  # the official list also holds the ignored labels, as NaN
         assert iou == pytest.approx(official[name], abs=1e-12, nan_ok=True), name
     assert np.isfinite(list(ours.values())).sum() >= 15
-
-
-def _train_ids(ids: np.ndarray) -> np.ndarray:
-    lut = np.full(256, 255)
-    lut[[7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]] = range(19)
-    return lut[ids]
 
 
 def make_ade(root: Path) -> dict[str, np.ndarray]:
@@ -185,3 +151,30 @@ def test_pascal_voc_split_ids_without_files(tmp_path):
     split.write_text(split.read_text() + "2007_999999\n")
     with pytest.raises(UserError, match="2007_999999"):
         PascalVOCDataset("voc", tmp_path)
+
+
+def assert_same_samples(ours, theirs):
+    assert ours.ids() == theirs.ids()
+    assert ours.info.class_names == [n.strip() for n in theirs.info.class_names]  # mmseg: "bed "
+    for i in range(len(ours)):
+        mine, mmseg = ours.load(i), theirs.load(i)
+        assert np.array_equal(mine.image, mmseg.image)
+        assert np.array_equal(mine.label, mmseg.label), mine.id
+
+
+def test_native_readers_agree_with_mmseg_datasets(tmp_path):
+    """The same files read natively and through mmseg's dataset classes give the same samples."""
+    make_cityscapes(tmp_path / "cs", train_ids=True)  # mmseg reads labelTrainIds only
+    assert_same_samples(CityscapesDataset("cs", tmp_path / "cs"),
+                        MMSegDataset("cs", "cityscapes", tmp_path / "cs"))
+    make_ade(tmp_path / "ade")
+    assert_same_samples(ADE20KDataset("ade", tmp_path / "ade"),
+                        MMSegDataset("ade", "ade20k", tmp_path / "ade" / "ADEChallengeData2016"))
+    make_voc(tmp_path / "voc")
+    voc = tmp_path / "voc" / "VOCdevkit" / "VOC2012"
+    assert_same_samples(PascalVOCDataset("voc", tmp_path / "voc"), MMSegDataset("voc", "pascal_voc12", voc))
+
+
+def test_mmseg_dataset_unknown_config_lists_names(tmp_path):
+    with pytest.raises(UserError, match="cityscapes"):
+        MMSegDataset("x", "no_such_dataset", tmp_path)

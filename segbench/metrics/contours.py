@@ -1,0 +1,418 @@
+"""Class boundaries of a (prediction, label) pair, the exact distances between them, and exact means.
+
+The boundary (BF) and distance (HD, HD95) groups share this module
+(DESIGN.md, "Boundary family"). For class c the masks are P = (pred == c) and
+G = (label == c), both without the pixels whose label is the ignore index. A
+mask's boundary is its pixels with a 4-neighbour outside the mask, the image
+frame counting as outside. Every pixel has one class, so the boundaries of all
+classes come out of one pass over each map: a pixel is on the boundary of its
+own class when a 4-neighbour has another value or is off the image.
+
+Distances are Euclidean, in pixels, between pixel centres: from each
+boundary pixel of P to the nearest boundary pixel of G of the same class, and
+the other way round. The figures are those of the exact distances (square
+roots of integers, correctly rounded, as scipy's distance transform gives
+them), but few distances need computing exactly (:class:`Distances`). For a
+boundary pixel x of class c and the other map (:func:`nearest_distances`):
+
+- x on the other boundary of c: 0;
+- x inside the other mask of c: every pixel closer to x than the nearest
+  non-interior pixel of the other map is interior, hence (the digital disc
+  being 4-connected) of class c, so that nearest non-interior pixel is on the
+  boundary of c. This class-agnostic distance is sought row by row, as in a
+  separable distance transform, up to ROWS rows each way: exact when near,
+  bounded otherwise;
+- x outside the other mask of c: the nearest boundary pixel of c is the
+  nearest pixel of the mask of c (a nearer interior pixel would have a
+  4-neighbour nearer still). Offsets of increasing length up to RING_RADIUS
+  find it when near; further pixels get bounds from one exact KD-tree query
+  per class and CELL x CELL cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+from torch import Tensor
+
+NOT_A_CLASS = -1
+# How far each cheap search goes before bounds take over; tuned on Cityscapes-sized maps
+# (benchmarks/boundary_speed.py). They change the time, never the figures.
+RING_RADIUS = 2   # outside the other mask: offsets up to this length
+ROWS = 3          # inside the other mask: rows each way
+CELL = 8          # further: one exact query per class and CELL x CELL cell
+LEAF_SIZE = 32    # of the KD-trees; builds faster than scipy's 16, queries as fast
+
+
+def _ring_offsets(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The offsets (dy, dx) with 0 < dy^2 + dx^2 <= radius^2, grouped by squared length, shortest first."""
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if 0 < dy * dy + dx * dx <= radius * radius:
+                groups.setdefault(dy * dy + dx * dx, []).append((dy, dx))
+    return sorted(groups.items())
+
+
+_RINGS = _ring_offsets(RING_RADIUS)
+
+
+def mean_of_defined(values: np.ndarray) -> float:
+    """Mean of the non-NaN values (NaN if none), summed exactly (math.fsum): no order of images changes it."""
+    defined = values[~np.isnan(values)]
+    return math.fsum(defined.tolist()) / defined.size if defined.size else math.nan
+
+
+def column_means(matrix: np.ndarray) -> np.ndarray:
+    """Per column of an (images, classes) matrix: :func:`mean_of_defined` (float64)."""
+    return np.array([mean_of_defined(column) for column in matrix.T], dtype=np.float64)
+
+
+def image_diagonal(shape: tuple[int, ...]) -> float:
+    """sqrt(H^2 + W^2): the unit of the BF tolerance and the BIoU width, and the one-sided HD value."""
+    height, width = shape
+    return math.hypot(height, width)
+
+
+def class_maps(pred: Tensor, label: Tensor, num_classes: int,
+               ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and label as numpy maps on the CPU, -1 wherever the label is the ignore index.
+
+    -1 rather than the ignore index, so that an ignore index inside [0, K)
+    cannot put ignore pixels in a mask. The values must be valid
+    (``checks.validate_pair``); int16 holds them unless K is huge.
+    """
+    dtype = np.int16 if num_classes < 2**15 else np.int32
+    label_np = label.cpu().numpy()
+    ignored = label_np == ignore_index
+    pred_map = pred.cpu().numpy().astype(dtype)
+    label_map = label_np.astype(dtype)
+    np.copyto(pred_map, NOT_A_CLASS, where=ignored)
+    np.copyto(label_map, NOT_A_CLASS, where=ignored)
+    return pred_map, label_map
+
+
+def boundary_mask(classes: np.ndarray) -> np.ndarray:
+    """True at the pixels on the boundary of their own class's mask (never at -1 pixels)."""
+    mask = np.zeros(classes.shape, dtype=bool)
+    if mask.size == 0:
+        return mask
+    mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = True
+    changes = classes[1:, :] != classes[:-1, :]
+    mask[1:, :] |= changes
+    mask[:-1, :] |= changes
+    changes = classes[:, 1:] != classes[:, :-1]
+    mask[:, 1:] |= changes
+    mask[:, :-1] |= changes
+    mask &= classes != NOT_A_CLASS
+    return mask
+
+
+@dataclass(frozen=True)
+class ClassBoundaries:
+    """The boundary pixels of every class mask of one map, by class, in raster order within a class."""
+
+    rows: np.ndarray     # (n,)
+    cols: np.ndarray     # (n,)
+    classes: np.ndarray  # (n,), non-decreasing
+    starts: np.ndarray   # (K + 1,): class c's pixels are [starts[c], starts[c + 1])
+
+    def counts(self) -> np.ndarray:
+        """Boundary pixels per class; 0 exactly when the class is absent from the map."""
+        return np.diff(self.starts)
+
+    def points(self, c: int) -> np.ndarray:
+        """(m, 2) float64 coordinates of class c's boundary pixels."""
+        part = slice(self.starts[c], self.starts[c + 1])
+        return np.stack([self.rows[part], self.cols[part]], axis=1).astype(np.float64)
+
+
+def class_boundaries(classes: np.ndarray, num_classes: int,
+                     mask: np.ndarray | None = None) -> ClassBoundaries:
+    """Every class's boundary pixels in one pass (``mask``: the map's boundary_mask, when already known)."""
+    flat = np.flatnonzero(boundary_mask(classes) if mask is None else mask)
+    values = classes.ravel()[flat]
+    order = np.argsort(values, kind="stable")
+    flat, values = flat[order], values[order]
+    rows, cols = np.divmod(flat, classes.shape[1])
+    return ClassBoundaries(rows, cols, values, np.searchsorted(values, np.arange(num_classes + 1)))
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One map, prepared to answer nearest-boundary questions."""
+
+    classes: np.ndarray       # (H, W)
+    framed: np.ndarray        # the class map inside a frame of -1, RING_RADIUS wide
+    boundary: np.ndarray      # (H, W) bool
+    not_interior_rank: np.ndarray  # (H * W,): number of non-interior pixels at or before each raster position
+    not_interior_at: np.ndarray    # raster positions of the non-interior pixels, then one past the end
+    boundaries: ClassBoundaries
+
+
+def _target(classes: np.ndarray, num_classes: int) -> _Target:
+    """A pixel is interior when it and its 4 neighbours share a class: neither on a boundary nor -1."""
+    boundary = boundary_mask(classes)
+    not_interior = (boundary | (classes == NOT_A_CLASS)).ravel()
+    return _Target(
+        classes=classes,
+        framed=np.pad(classes, RING_RADIUS, constant_values=NOT_A_CLASS),
+        boundary=boundary,
+        not_interior_rank=np.cumsum(not_interior, dtype=np.int32),
+        not_interior_at=np.append(np.flatnonzero(not_interior), classes.size),
+        boundaries=class_boundaries(classes, num_classes, boundary),
+    )
+
+
+class Distances:
+    """From each boundary pixel of one map to the nearest boundary pixel of its class in the other map.
+
+    A figure needs few exact distances: BF whether each is within the
+    tolerance, HD the largest, HD95 two order statistics per direction. So
+    each pixel holds a lower and an upper bound, equal where the distance is
+    known, and each figure makes exact (with a KD-tree of the class's other
+    boundary) just the pixels whose bounds leave its answer open. The
+    results are those of the exact distances. inf where the other map lacks
+    the class.
+    """
+
+    def __init__(self, source: ClassBoundaries, target: ClassBoundaries, lower: np.ndarray,
+                 upper: np.ndarray) -> None:
+        self.source, self.target = source, target
+        self.lower, self.upper = lower, upper  # float64, aligned with source's pixels
+        self._trees: dict[int, cKDTree] = {}
+
+    def of(self, c: int) -> slice:
+        """The pixels of class c."""
+        return slice(self.source.starts[c], self.source.starts[c + 1])
+
+    def exact(self) -> np.ndarray:
+        """Every distance, exact (costly: for tests)."""
+        self.refine(np.arange(self.lower.size))
+        return self.upper
+
+    def within(self, tolerance: float) -> np.ndarray:
+        """Whether each distance is <= ``tolerance``."""
+        self.refine(np.flatnonzero((self.lower <= tolerance) & (self.upper > tolerance)))
+        return self.upper <= tolerance
+
+    def bounds(self, c: int, q: float) -> tuple[float, float]:
+        """Bounds on np.percentile of class c's distances (q = 100: the largest), without refining.
+
+        The interpolated percentile grows with every value, so the bounds'
+        percentiles bound it (up to rounding, which callers allow for).
+        """
+        part = self.of(c)
+        return float(np.percentile(self.lower[part], q)), float(np.percentile(self.upper[part], q))
+
+    def maximum(self, c: int) -> float:
+        """The largest distance of class c (which must be in both maps)."""
+        part = self.of(c)
+        self.refine(part.start + np.flatnonzero(self.upper[part] >= self.lower[part].max()))
+        return float(self.upper[part].max())
+
+    def percentile(self, c: int, q: float) -> float:
+        """np.percentile of class c's distances (linear interpolation).
+
+        It reads the order statistics at ranks floor and ceil of q/100 (n-1);
+        every pixel whose bounds meet [lower at rank floor - 1, upper at rank
+        ceil + 1] is made exact, after which the upper bounds have those same
+        order statistics (the others lie wholly below or above).
+        """
+        part = self.of(c)
+        lower, upper = self.lower[part], self.upper[part]
+        rank = q / 100 * (lower.size - 1)
+        first, last = max(math.floor(rank) - 1, 0), min(math.ceil(rank) + 1, lower.size - 1)
+        low, high = np.partition(lower, first)[first], np.partition(upper, last)[last]
+        self.refine(part.start + np.flatnonzero((upper >= low) & (lower <= high)))
+        return float(np.percentile(self.upper[part], q))
+
+    def refine(self, indices: np.ndarray) -> None:
+        """Make the distances of the pixels ``indices`` exact."""
+        indices = indices[self.lower[indices] < self.upper[indices]]
+        self.lower[indices] = self.upper[indices] = self.nearest(indices)[0]
+
+    def tighten(self, indices: np.ndarray, cell: int) -> None:
+        """Tighter bounds for the pixels ``indices``: one exact query per class and ``cell`` x ``cell`` cell.
+
+        In a cell, one pixel r gets its exact distance and nearest target
+        pixel t; another pixel x is at most |x - t| away (t is a target
+        pixel) and at least d(r) - |x - r| (distances are 1-Lipschitz), less a
+        hair for rounding.
+        """
+        source = self.source
+        rows, cols = source.rows[indices], source.cols[indices]
+        cells_across = source.cols.max(initial=0) // cell + 1
+        cells_down = source.rows.max(initial=0) // cell + 1
+        key = source.classes[indices].astype(np.int64) * cells_down + rows // cell
+        key = key * cells_across + cols // cell
+        _, first, which = np.unique(key, return_index=True, return_inverse=True)
+        exact, nearest_rows, nearest_cols = self.nearest(indices[first])
+        reference = first[which]
+        to_reference = np.hypot(rows - rows[reference], cols - cols[reference])
+        upper = np.sqrt((rows - nearest_rows[which]) ** 2 + (cols - nearest_cols[which]) ** 2,
+                        dtype=np.float64)
+        self.upper[indices] = np.minimum(self.upper[indices], upper)
+        hair = 1e-9 * (exact[which] + to_reference)
+        lower = np.maximum(self.lower[indices], exact[which] - to_reference - hair)
+        self.lower[indices] = np.minimum(lower, self.upper[indices])
+        self.lower[indices[first]] = self.upper[indices[first]] = exact
+
+    def nearest(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact distance, and the row and column of the nearest target pixel, for the pixels ``indices``."""
+        distances = np.full(indices.size, np.inf)
+        rows, cols = np.zeros(indices.size, np.int64), np.zeros(indices.size, np.int64)
+        classes = self.source.classes[indices]
+        in_target = self.target.counts()
+        for c in np.unique(classes):
+            if in_target[c] == 0:
+                continue
+            which = np.flatnonzero(classes == c)
+            queries = np.stack([self.source.rows[indices[which]], self.source.cols[indices[which]]], axis=1)
+            distances[which], nearest = self._tree(c).query(queries.astype(np.float64))
+            part = slice(self.target.starts[c], self.target.starts[c + 1])
+            rows[which], cols[which] = self.target.rows[part][nearest], self.target.cols[part][nearest]
+        return distances, rows, cols
+
+    def _tree(self, c: int) -> cKDTree:
+        if c not in self._trees:
+            self._trees[c] = cKDTree(self.target.points(c), leafsize=LEAF_SIZE,
+                                    balanced_tree=False, compact_nodes=False)
+        return self._trees[c]
+
+
+def nearest_distances(source: ClassBoundaries, target: _Target) -> Distances:
+    """Distances from ``source``'s boundary pixels to ``target``'s boundaries: exact for most, else bounds.
+
+    See the module docstring for the three cases.
+    """
+    flat = source.rows * target.classes.shape[1] + source.cols
+    inside = target.classes.ravel()[flat] == source.classes
+    on_boundary = inside & target.boundary.ravel()[flat]
+    lower = np.zeros(flat.size)
+    upper = np.zeros(flat.size)
+    interior = np.flatnonzero(inside & ~on_boundary)
+    lower[interior], upper[interior] = np.sqrt(_distances_to_not_interior(flat[interior], target))
+    outside = np.flatnonzero(~inside)
+    squared = _ring_search(source.rows[outside], source.cols[outside], source.classes[outside],
+                           target.framed)
+    lower[outside] = upper[outside] = np.sqrt(np.maximum(squared, 0))
+    far = outside[squared < 0]
+    present = target.boundaries.counts()[source.classes[far]] > 0
+    lower[far] = np.where(present, math.sqrt(RING_RADIUS**2 + 1), np.inf)  # the offsets found none nearer
+    upper[far] = np.inf
+    distances = Distances(source, target.boundaries, lower, upper)
+    distances.tighten(far[present], CELL)
+    return distances
+
+
+def _distances_to_not_interior(flat: np.ndarray, target: _Target) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on the squared distance from each pixel (raster position) to the nearest non-interior pixel.
+
+    That is the least (r - y)^2 + h(r)^2 over rows r, with h(r) the horizontal
+    distance to the nearest non-interior pixel of row r (the frame columns
+    are never interior, so there is one in the row). Rows are taken in order
+    of distance until their dy^2 reaches the best found (exact), or up to
+    ROWS rows each way (bounds); the frame rows are never interior either,
+    so this never leaves the image.
+    """
+    width = target.classes.shape[1]
+    rank, at = target.not_interior_rank, target.not_interior_at
+    best = np.full(flat.size, np.iinfo(np.int64).max)
+    todo = np.arange(flat.size)
+    position = flat
+    for dy in range(ROWS + 1):
+        for row_position in (position + dy * width, position - dy * width) if dy else (position,):
+            ranks = rank[row_position]
+            h = np.minimum(row_position - at[ranks - 1], at[ranks] - row_position)
+            np.minimum(best[todo], h * h + dy * dy, out=h)
+            best[todo] = h
+        going_on = best[todo] > (dy + 1) ** 2
+        todo, position = todo[going_on], position[going_on]
+    return np.minimum(best, (ROWS + 1) ** 2), best
+
+
+def _ring_search(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray,
+                 framed: np.ndarray) -> np.ndarray:
+    """Squared distance from each pixel to the nearest of its class in ``framed``; -1 beyond RING_RADIUS.
+
+    The offsets are tried shortest first, so the first hit is the nearest.
+    """
+    framed_width = framed.shape[1]
+    flat = (rows + RING_RADIUS) * framed_width + (cols + RING_RADIUS)
+    values = framed.ravel()
+    squared = np.full(flat.size, -1, dtype=np.int64)
+    todo = np.arange(flat.size)
+    for length, offsets in _RINGS:
+        hit = np.zeros(todo.size, dtype=bool)
+        for dy, dx in offsets:
+            hit |= values[flat + (dy * framed_width + dx)] == classes
+        squared[todo[hit]] = length
+        missed = ~hit
+        todo, flat, classes = todo[missed], flat[missed], classes[missed]
+        if todo.size == 0:
+            break
+    return squared
+
+
+@dataclass(frozen=True)
+class BoundaryPair:
+    """One image's class maps, class boundaries, and the distances between the boundaries.
+
+    Read-only, except that the distances become exact where figures ask.
+    """
+
+    pred_map: np.ndarray
+    label_map: np.ndarray
+    pred: ClassBoundaries
+    label: ClassBoundaries
+    pred_to_label: Distances
+    label_to_pred: Distances
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.label_map.shape
+
+
+def compute_boundary_pair(pred_map: np.ndarray, label_map: np.ndarray, num_classes: int) -> BoundaryPair:
+    """Everything the boundary and distance groups need from one image's class maps (:func:`class_maps`)."""
+    pred_target = _target(pred_map, num_classes)
+    label_target = _target(label_map, num_classes)
+    return BoundaryPair(
+        pred_map, label_map, pred_target.boundaries, label_target.boundaries,
+        pred_to_label=nearest_distances(pred_target.boundaries, label_target),
+        label_to_pred=nearest_distances(label_target.boundaries, pred_target),
+    )
+
+
+class _LastPair:
+    """The last pair computed, reused when the next image's class maps are the same.
+
+    The runner hands each image to the boundary group and then to the
+    distance group; the distances are most of both groups' work, and
+    comparing the class maps costs little next to them.
+    """
+
+    def __init__(self) -> None:
+        self.num_classes: int | None = None
+        self.pair: BoundaryPair | None = None
+
+    def get(self, pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> BoundaryPair:
+        pred_map, label_map = class_maps(pred, label, num_classes, ignore_index)
+        pair = self.pair
+        if (pair is None or self.num_classes != num_classes or not np.array_equal(pair.pred_map, pred_map)
+                or not np.array_equal(pair.label_map, label_map)):
+            pair = compute_boundary_pair(pred_map, label_map, num_classes)
+            self.num_classes, self.pair = num_classes, pair
+        return pair
+
+
+_last_pair = _LastPair()
+
+
+def boundary_pair(pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> BoundaryPair:
+    """The boundaries and distances of one (prediction, label) pair of valid values (checks.validate_pair)."""
+    return _last_pair.get(pred, label, num_classes, ignore_index)

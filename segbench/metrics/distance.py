@@ -1,0 +1,164 @@
+"""Boundary family, second group: Hausdorff distance (HD) and its percentile variant (HD95).
+
+Definitions (DESIGN.md, "Boundary family"; boundaries and distances in
+:mod:`segbench.metrics.contours`): d(P->G) is the distance from each boundary
+pixel of P to the nearest boundary pixel of G of the same class.
+HD = max(max d(P->G), max d(G->P)); HD95 = max(p95 d(P->G), p95 d(G->P)), each
+percentile on its own direction with linear interpolation (numpy's default,
+as MONAI). Not evaluated when the class is in neither mask. When it is in
+only one, the case is counted (``HD_one_sided``) and ``one_sided`` decides the
+value: the image diagonal (default, the worst case), inf, or skip (not
+evaluated). A class's figure is the mean over the images where it was
+evaluated; the m-figures are means over classes.
+
+Another percentile renames the columns: percentile 99 gives HD99 and mHD99.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from segbench.metrics.base import MetricResult
+from segbench.metrics.contours import (BoundaryPair, Distances, boundary_pair, column_means, image_diagonal,
+                                       mean_of_defined)
+from segbench.registry import register_metric
+
+ONE_SIDED_POLICIES = ("diagonal", "inf", "skip")
+DEFAULT_PERCENTILE = 95.0
+Figures = tuple[dict[str, float], dict[str, np.ndarray]]
+
+
+def percentile_name(percentile: float) -> str:
+    """The column name of the percentile figure: HD95 for 95, HD99.5 for 99.5."""
+    return f"HD{percentile:g}"
+
+
+def hausdorff_distances(pair: BoundaryPair, num_classes: int, percentile: float,
+                        one_sided: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class, for one image: HD, the percentile HD (NaN: not evaluated), and the one-sided classes."""
+    in_pred, in_label = pair.pred.counts(), pair.label.counts()
+    hd = np.full(num_classes, np.nan)
+    hd_percentile = np.full(num_classes, np.nan)
+    directions = pair.pred_to_label, pair.label_to_pred
+    for c in np.flatnonzero((in_pred > 0) & (in_label > 0)):
+        hd[c] = _larger(directions, c, 100, lambda d: d.maximum(c))
+        hd_percentile[c] = _larger(directions, c, percentile, lambda d: d.percentile(c, percentile))
+    is_one_sided = (in_pred > 0) != (in_label > 0)
+    worst = {"diagonal": image_diagonal(pair.shape), "inf": math.inf, "skip": math.nan}[one_sided]
+    hd[is_one_sided] = hd_percentile[is_one_sided] = worst
+    return hd, hd_percentile, is_one_sided
+
+
+def _larger(directions: Sequence[Distances], c: int, q: float,
+            exact: Callable[[Distances], float]) -> float:
+    """The larger of the two directions' figure, computing exactly only a direction that may be the larger."""
+    bounds = [d.bounds(c, q) for d in directions]
+    floor = max(low for low, _ in bounds)
+    floor -= 1e-9 * floor  # room for the rounding of interpolated bounds
+    return max(exact(d) for d, (_, high) in zip(directions, bounds) if high >= floor)
+
+
+def _matrix(records: Sequence[Mapping[str, Any]], key: str, num_classes: int) -> np.ndarray:
+    return np.array([record[key] for record in records], dtype=np.float64).reshape(len(records), num_classes)
+
+
+def distance_figures(records: Sequence[Mapping[str, Any]], num_classes: int,
+                     percentile: float = DEFAULT_PERCENTILE) -> Figures:
+    """Dataset-level and per-class figures from per-image records (any subset of them: bootstrap)."""
+    name = percentile_name(percentile)
+    hd = _matrix(records, "HD", num_classes)
+    one_sided = _matrix(records, "HD_one_sided", num_classes).sum(axis=0).astype(np.int64)
+    per_class = {
+        "HD": column_means(hd),
+        name: column_means(_matrix(records, name, num_classes)),
+        "HD_images": np.count_nonzero(~np.isnan(hd), axis=0).astype(np.int64),
+        "HD_one_sided": one_sided,
+    }
+    summary = {
+        "mHD": mean_of_defined(per_class["HD"]),
+        f"m{name}": mean_of_defined(per_class[name]),
+        "HD_one_sided": int(one_sided.sum()),
+    }
+    return summary, per_class
+
+
+@register_metric("distance")
+class DistanceMetric:
+    """Mergeable state: one record per image, from which every figure derives.
+
+    A record holds the image's mHD and mHD95, its per-class HD and HD95
+    (NaN: not evaluated) and per-class one-sided flags (0/1), so the figures
+    of any subset of images can be recomputed (:func:`distance_figures`).
+    Work happens on the CPU, whatever ``device``.
+    """
+
+    name = "distance"
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: str | torch.device = "cpu",
+                 percentile: float = DEFAULT_PERCENTILE, one_sided: str = "diagonal") -> None:
+        if not 0 <= percentile <= 100:
+            raise ValueError(f"percentile must be in [0, 100], not {percentile!r}")
+        if one_sided not in ONE_SIDED_POLICIES:
+            raise ValueError(f"one_sided must be one of {ONE_SIDED_POLICIES}, not {one_sided!r}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.device = torch.device(device)
+        self.percentile = float(percentile)
+        self.one_sided = one_sided
+        self.reset()
+
+    def reset(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def update(self, pred: Tensor, label: Tensor, image_id: str) -> None:
+        """Fold in one image: HxW integer tensors, already validated."""
+        pair = boundary_pair(pred, label, self.num_classes, self.ignore_index)
+        hd, hd_percentile, one_sided = hausdorff_distances(pair, self.num_classes, self.percentile,
+                                                           self.one_sided)
+        name = percentile_name(self.percentile)
+        self.records.append({
+            "image_id": image_id,
+            "mHD": mean_of_defined(hd),
+            f"m{name}": mean_of_defined(hd_percentile),
+            "HD": hd.tolist(),
+            name: hd_percentile.tolist(),
+            "HD_one_sided": one_sided.astype(int).tolist(),
+        })
+
+    def _settings(self) -> tuple:
+        return self.num_classes, self.ignore_index, self.percentile, self.one_sided
+
+    def merge(self, other: DistanceMetric) -> None:
+        if self._settings() != other._settings():
+            raise ValueError(f"cannot merge distance states with settings {other._settings()} "
+                             f"into {self._settings()}")
+        self.records.extend(other.records)
+
+    def compute(self) -> MetricResult:
+        summary, per_class = distance_figures(self.records, self.num_classes, self.percentile)
+        return MetricResult(summary, per_class, list(self.records))
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "percentile": self.percentile,
+            "one_sided": self.one_sided,
+            "masks": "P = pred == c, G = label == c, without the pixels whose label is ignore_index",
+            "boundary": "mask pixels with a 4-neighbour outside the mask; the image frame is outside",
+            "distance": "Euclidean, in pixels, between pixel centres; exact",
+            "HD": "max(max d(P->G), max d(G->P)); class HD = mean over evaluated images",
+            percentile_name(self.percentile): (
+                f"max(p{self.percentile:g} d(P->G), p{self.percentile:g} d(G->P)), numpy linear "
+                f"interpolation; class value = mean over evaluated images"),
+            "one_sided_case": "class in one mask only: counted in HD_one_sided; value = "
+                              + {"diagonal": "the image diagonal sqrt(H^2 + W^2)", "inf": "inf",
+                                 "skip": "not evaluated"}[self.one_sided],
+            "absent_class": "in neither mask: not evaluated",
+        }

@@ -1,0 +1,266 @@
+"""Models from mmsegmentation, run through the config's own test pipeline, preprocessor and test_cfg.
+
+mmseg, mmcv and mmengine are imported here only, and only when a suite uses a
+model of type ``mmseg``; the rest of segbench works without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from segbench.data.base import DatasetInfo
+from segbench.errors import UserError
+from segbench.models.base import ModelAdapter
+from segbench.models.checkpoint import file_sha256
+from segbench.registry import register_model
+
+INSTALL_HINT = ("model type 'mmseg' needs mmsegmentation 1.2.2, mmengine 0.10.7 and mmcv 2.1.0 "
+                "built with its ops: run `make install` in the segbench checkout (it builds mmcv, "
+                "10-15 minutes the first time), or see the README section 'Installing mmsegmentation'")
+
+
+def require_mmseg() -> None:
+    """A UserError saying how to install mmseg, before any work, when it is missing or broken."""
+    try:
+        import mmcv.ops  # noqa: F401  (mmcv-lite lacks the compiled ops mmseg.models needs)
+        import mmengine  # noqa: F401
+        import mmseg.models  # noqa: F401
+    except ImportError as error:
+        raise UserError(f"{INSTALL_HINT} ({type(error).__name__}: {error})") from None
+
+
+def mim_root() -> Path:
+    import mmseg
+    return Path(mmseg.__file__).parent / ".mim"
+
+
+@functools.cache
+def model_index() -> dict[str, dict[str, Any]]:
+    """mmseg's packaged model index: name -> config path and published results."""
+    root = mim_root()
+    index = {}
+    for metafile in yaml.safe_load((root / "model-index.yml").read_text())["Import"]:
+        for entry in yaml.safe_load((root / metafile).read_text()).get("Models", []):
+            results = entry.get("Results") or []
+            results = results if isinstance(results, list) else [results]
+            first = results[0] if results else {}
+            metrics = first.get("Metrics", {})
+            index[entry["Name"]] = {
+                "config": root / entry["Config"],
+                "dataset": first.get("Dataset"),
+                "mIoU": metrics.get("mIoU"),
+                "mIoU(ms+flip)": metrics.get("mIoU(ms+flip)"),
+                "weights": entry.get("Weights"),
+            }
+    return index
+
+
+def resolve_config(config: str) -> tuple[Path, dict[str, Any] | None]:
+    """A config file path, and the model index entry when ``config`` names one."""
+    if config.endswith(".py") or "/" in config:
+        path = Path(config)
+        if not path.is_file():
+            raise UserError("mmseg config file not found", source=str(path), field="config")
+        return path, None
+    index = model_index()
+    if config not in index:
+        close = difflib.get_close_matches(config, list(index), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `segbench list models --mmseg` lists them"
+        raise UserError(f"{config!r} is not in mmseg's model index{hint}", field="config")
+    return index[config]["config"], index[config]
+
+
+def check_model(cfg: Any) -> None:
+    """Checks before any work: mmseg importable, the config found."""
+    require_mmseg()
+    resolve_config(cfg.config)
+
+
+def _safe_globals() -> list[Any]:
+    """The few non-tensor types mmseg checkpoints carry in their meta (training history, numpy)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    from numpy._core import multiarray
+
+    allowed: list[Any] = [HistoryBuffer, np.dtype, np.ndarray, getattr]
+    for name in ("_reconstruct", "scalar"):  # pickles name them under numpy 1's and numpy 2's module
+        allowed += [(getattr(multiarray, name), f"numpy.core.multiarray.{name}"),
+                    (getattr(multiarray, name), f"numpy._core.multiarray.{name}")]
+    allowed += [type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
+    return allowed
+
+
+def load_checkpoint(path: Path, allow_unsafe: bool) -> dict[str, Any]:
+    """The checkpoint's dict, loaded with weights_only=True unless the suite allows otherwise."""
+    if not path.is_file():
+        raise UserError("checkpoint file not found", source=str(path), field="checkpoint")
+    try:
+        if allow_unsafe:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (a corrupt file fails in many ways)
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if refused:
+            raise UserError(f"the checkpoint holds a {refused.group(1)} object, which a safe load "
+                            "(torch.load with weights_only=True) refuses. If you trust this file, "
+                            "set `allow_unsafe_checkpoint: true` for this model",
+                            source=str(path), field="checkpoint") from None
+        raise UserError(f"cannot load checkpoint (corrupt, or not a torch checkpoint: "
+                        f"{type(error).__name__})", source=str(path), field="checkpoint") from None
+
+
+def _load_weights(model: torch.nn.Module, checkpoint: dict[str, Any], path: Path) -> None:
+    state = checkpoint.get("state_dict", checkpoint)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise UserError(f"the checkpoint lacks {len(missing)} weights of the model "
+                        f"(e.g. {', '.join(missing[:3])}): is it for this config?",
+                        source=str(path), field="checkpoint")
+    if unexpected:
+        raise UserError(f"the checkpoint has {len(unexpected)} weights the model lacks "
+                        f"(e.g. {', '.join(unexpected[:3])}): is it for this config?",
+                        source=str(path), field="checkpoint")
+
+
+def _test_pipeline(pipeline: list[dict]) -> list[dict]:
+    """The config's test pipeline for in-memory images: no annotation loading."""
+    steps = [step for step in copy.deepcopy(pipeline) if step.get("type") != "LoadAnnotations"]
+    steps[0] = {"type": "LoadImageFromNDArray"}
+    for step in steps:
+        if step.get("type") == "TestTimeAug":
+            step["transforms"] = [[t for t in group if t.get("type") != "LoadAnnotations"]
+                                  for group in step["transforms"]]
+            step["transforms"] = [group for group in step["transforms"] if group]
+    return steps
+
+
+class MMSegAdapter(ModelAdapter):
+    """Feeds each image as mmseg's own test loop would, in BGR order as ``mmcv.imread`` gives it."""
+
+    def __init__(self, cfg: Any, info: DatasetInfo, device: torch.device) -> None:
+        require_mmseg()
+        from mmengine.config import Config
+        from mmengine.dataset import Compose
+        from mmengine.registry import init_default_scope
+        from mmseg.registry import MODELS
+
+        config_path, published = resolve_config(cfg.config)
+        config = Config.fromfile(str(config_path))
+        if cfg.cfg_options:
+            config.merge_from_dict(dict(cfg.cfg_options), allow_list_keys=True)
+        init_default_scope(config.get("default_scope", "mmseg"))
+        model_cfg = config.model
+        if cfg.tta:
+            if "tta_model" not in config or "tta_pipeline" not in config:
+                raise UserError(f"config {cfg.config} defines no tta_model/tta_pipeline", field="tta")
+            model_cfg = copy.deepcopy(config.tta_model)
+            model_cfg.module = config.model
+        self.model = self._build(MODELS, model_cfg, config)
+        self.checkpoint = cfg.checkpoint
+        if cfg.checkpoint is not None:
+            inner = self.model.module if cfg.tta else self.model
+            _load_weights(inner, load_checkpoint(Path(cfg.checkpoint), cfg.allow_unsafe_checkpoint),
+                          Path(cfg.checkpoint))
+        self.model.to(device).eval()
+        self.device = device
+        pipeline = config.tta_pipeline if cfg.tta else config.test_dataloader.dataset.pipeline
+        self.pipeline = Compose(_test_pipeline(pipeline))
+        self.forward_pipeline = (Compose(_test_pipeline(config.test_dataloader.dataset.pipeline))
+                                 if cfg.tta else self.pipeline)  # one view per image, for forward_inputs
+        model_classes = self._segmentor().decode_head.num_classes
+        self.class_map = self._class_map(cfg.class_map, model_classes, info)
+        self.num_classes = info.num_classes if self.class_map is not None else model_classes
+        self._provenance = {
+            "type": "mmseg", "config": cfg.config, "config_path": str(config_path),
+            "config_text": config.pretty_text, "tta": cfg.tta, "cfg_options": dict(cfg.cfg_options),
+            "checkpoint": str(cfg.checkpoint) if cfg.checkpoint else None,
+            "checkpoint_sha256": file_sha256(Path(cfg.checkpoint)) if cfg.checkpoint else None,
+            "trained": cfg.checkpoint is not None, "model_classes": model_classes,
+            "class_map": cfg.class_map, "test_cfg": dict(config.model.get("test_cfg") or {}),
+        }
+        if published is not None:
+            self._provenance["published"] = {
+                "dataset": published["dataset"],
+                "mIoU": _fraction(published["mIoU"]),
+                "mIoU_ms_flip": _fraction(published["mIoU(ms+flip)"])}
+
+    @staticmethod
+    def _build(registry: Any, model_cfg: Any, config: Any) -> torch.nn.Module:
+        """As mmseg's init_model: no pretrained backbone download, no training config."""
+        segmentor_cfg = model_cfg.get("module", model_cfg)
+        segmentor_cfg.pretrained = None
+        segmentor_cfg.train_cfg = None
+        if "init_cfg" in segmentor_cfg.get("backbone", {}):
+            segmentor_cfg.backbone.init_cfg = None
+        model = registry.build(model_cfg)
+        model.cfg = config
+        return model
+
+    def _segmentor(self) -> torch.nn.Module:
+        return getattr(self.model, "module", self.model)
+
+    @staticmethod
+    def _class_map(class_map: list[int] | None, model_classes: int,
+                   info: DatasetInfo) -> torch.Tensor | None:
+        if class_map is None:
+            if model_classes != info.num_classes:
+                raise UserError(f"the model predicts {model_classes} classes but dataset {info.name!r} "
+                                f"has {info.num_classes}; give a class_map (model class -> dataset class)",
+                                field="class_map")
+            return None
+        if len(class_map) != model_classes or not all(0 <= c < info.num_classes for c in class_map):
+            raise UserError(f"class_map must list, for each of the model's {model_classes} classes, "
+                            f"a dataset class in [0, {info.num_classes})", field="class_map")
+        return torch.tensor(class_map, dtype=torch.int64)
+
+    @torch.inference_mode()
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        from mmengine.dataset import pseudo_collate
+
+        if len({image.shape for image in images}) > 1:  # the preprocessor stacks equal sizes only
+            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+        data = pseudo_collate([self.pipeline({"img": np.ascontiguousarray(image[..., ::-1])})
+                               for image in images])
+        results = self.model.test_step(data)
+        predictions = [result.pred_sem_seg.data[0].to(self.device, torch.int64) for result in results]
+        if self.class_map is not None:
+            lut = self.class_map.to(self.device)
+            predictions = [lut[p] for p in predictions]
+        return predictions
+
+    def forward_inputs(self, images: list[np.ndarray]) -> tuple[torch.nn.Module, tuple[torch.Tensor]]:
+        """The segmentor and its data_preprocessor's batch: ``segmentor(inputs)`` is mode 'tensor', mmseg's
+        ``_forward`` (backbone, neck, decode head). mmseg's benchmark.py times mode 'predict', which adds
+        the slide window and the resize and argmax; those belong to the end_to_end scope here.
+
+        Images go through the config's test pipeline (not the TTA one), so the batch has the size the
+        network sees in whole-image inference.
+        """
+        from mmengine.dataset import pseudo_collate
+
+        data = pseudo_collate([self.forward_pipeline({"img": np.ascontiguousarray(image[..., ::-1])})
+                               for image in images])
+        segmentor = self._segmentor()
+        return segmentor, (segmentor.data_preprocessor(data, False)["inputs"],)
+
+    def provenance(self) -> dict[str, Any]:
+        return self._provenance
+
+
+def _fraction(percent: float | None) -> float | None:
+    return None if percent is None else percent / 100
+
+
+@register_model("mmseg")
+def build_mmseg(cfg: Any, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
+    return MMSegAdapter(cfg, info, device)

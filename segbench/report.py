@@ -1,0 +1,673 @@
+"""Reports from run folders: leaderboards, per-class tables, published against measured.
+
+Tables stay long (one row per model, dataset and metric) until they are
+rendered. Rendering pivots them, shows fractions as percentages (distances
+in pixels and efficiency figures as stored), rounds, and marks the best value
+of each column; the formats are Markdown, CSV, LaTeX (booktabs) and one
+self-contained HTML file with matplotlib figures embedded.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from segbench.errors import UserError
+from segbench.stats import bootstrap_table, bootstrappable, paired_test
+from segbench.store import RunResults, RunStore
+
+Format = Literal["md", "csv", "tex", "html"]
+CiStyle = Literal["pm", "interval"]
+
+LEADERBOARD_METRICS = ("mIoU", "aAcc", "mAcc", "mBF", "mHD95")
+PERCENT_METRICS = frozenset({"aAcc", "mAcc", "mIoU", "fwIoU", "mDice", "mPrecision", "mRecall", "mBF",
+                             "mBIoU", "IoU", "Acc", "Dice", "Precision", "Recall", "BF", "BIoU"})
+DISTANCE_METRICS = frozenset({"mHD", "mHD95", "HD", "HD95"})
+# Efficiency columns are recognised by a word in their name: (word, higher is better).
+EFFICIENCY_WORDS = (("latency", False), ("throughput", True), ("memory", False), ("param", False),
+                    ("flop", False))
+PUBLISHED_PREFIX = "published_"
+
+
+# ---------------------------------------------------------------- metrics
+
+def is_percent(metric: str) -> bool:
+    """A fraction shown in %: an accuracy or boundary figure, or a variant of one (``published_mIoU_ms_flip``)."""
+    return metric.removeprefix(PUBLISHED_PREFIX).split("_")[0] in PERCENT_METRICS
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric in DISTANCE_METRICS:
+        return False
+    for word, higher in EFFICIENCY_WORDS:
+        if word in metric.lower():
+            return higher
+    return True
+
+
+def latency_columns(summary: pd.DataFrame) -> list[str]:
+    """The latency columns of ``summary``: the medians (p50) when there are any, else all."""
+    columns = [c for c in summary.columns if "latency" in c.lower()]
+    medians = [c for c in columns if "p50" in c.lower()]
+    return medians or columns
+
+
+def default_metrics(summary: pd.DataFrame) -> list[str]:
+    """Accuracy, boundary and distance figures present, then one column per efficiency figure."""
+    metrics = [m for m in LEADERBOARD_METRICS if m in summary.columns]
+    for word, _ in EFFICIENCY_WORDS:
+        columns = latency_columns(summary) if word == "latency" else [
+            c for c in summary.columns if word in c.lower()]
+        metrics += columns[:1]
+    return metrics
+
+
+def _checked(summary: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    unknown = [m for m in metrics if m not in summary.columns]
+    if unknown:
+        present = [c for c in summary.columns if pd.api.types.is_numeric_dtype(summary[c])]
+        raise UserError(f"no column {', '.join(map(repr, unknown))} in the results; "
+                        f"present: {', '.join(present)}", field="metric")
+    return list(metrics)
+
+
+# ---------------------------------------------------------------- run folders
+
+def cell_records(results: RunResults) -> dict[tuple[str, str], dict[str, Any]]:
+    """cell.json of every complete cell, by (model, dataset); merged results name each cell's run folder."""
+    records = {}
+    for cell_id, entry in results.manifest.get("cells", {}).items():
+        record = RunStore(Path(entry.get("run_dir", results.root))).cell_record(cell_id)
+        if record is not None:
+            records[(record["model"], record["dataset"])] = record
+    return records
+
+
+def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "newest") -> RunResults:
+    """One set of tables from several run folders: one result per (model, dataset).
+
+    ``newest``: the cell that finished last wins; ``last``: the cell of the
+    run folder given last wins.
+    """
+    if len(runs) == 1:
+        return runs[0]
+    keys = pd.concat([_result_keys(run, i) for i, run in enumerate(runs)], ignore_index=True)
+    order = ["finished", "run"] if prefer == "newest" else ["run"]
+    winners = keys.sort_values(order, na_position="first").groupby(["model", "dataset"]).tail(1)
+    winners = winners.sort_values(["run", "position"])
+    tables = {name: _winning_rows(runs, winners, name) for name in ("summary", "per_class", "per_image")}
+    manifest = {
+        "suite_name": "+".join(dict.fromkeys(run.manifest.get("suite_name", "?") for run in runs)),
+        "merged_from": [str(run.root) for run in runs],
+        "datasets": {k: v for run in runs for k, v in run.manifest.get("datasets", {}).items()},
+        "cells": {row.cell_id: {"model": row.model, "dataset": row.dataset, "status": "complete",
+                                "run_dir": str(runs[row.run].root)} for row in winners.itertuples()},
+    }
+    root = Path(os.path.commonpath([str(run.root.resolve()) for run in runs]))
+    return RunResults(root, manifest, **tables)
+
+
+def _result_keys(run: RunResults, index: int) -> pd.DataFrame:
+    """(model, dataset) of each summary row, with its cell id and when the cell finished."""
+    by_key = {(e.get("model"), e.get("dataset")): (cid, e.get("finished"))
+              for cid, e in run.manifest.get("cells", {}).items()}
+    fallback = run.manifest.get("updated") or run.manifest.get("created")
+    rows = []
+    for position, (model, dataset) in enumerate(zip(run.summary["model"], run.summary["dataset"])):
+        cell_id, finished = by_key.get((model, dataset), (f"{model}__{dataset}", None))
+        rows.append({"model": model, "dataset": dataset, "cell_id": cell_id, "run": index,
+                     "position": position, "finished": finished or fallback})
+    keys = pd.DataFrame(rows, columns=["model", "dataset", "cell_id", "run", "position", "finished"])
+    keys["finished"] = pd.to_datetime(keys["finished"], utc=True, format="ISO8601")
+    return keys
+
+
+def _winning_rows(runs: Sequence[RunResults], winners: pd.DataFrame, name: str) -> pd.DataFrame:
+    frames = []
+    for index, run in enumerate(runs):
+        table = getattr(run, name)
+        mine = winners.loc[winners["run"] == index, ["model", "dataset"]]
+        if not table.empty and not mine.empty:
+            frames.append(table.merge(mine, on=["model", "dataset"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- tables (DataFrames)
+
+def leaderboard_long(results: RunResults, metrics: Sequence[str] | None = None, *, ci: bool = False,
+                     resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (model, dataset, metric): value, best; with ``ci`` also lo, hi and tied.
+
+    best: the best value of its (dataset, metric). tied: not significantly
+    different from the best by a paired permutation test over images (p >= alpha).
+    """
+    summary = results.summary
+    metrics = _checked(summary, metrics or default_metrics(summary))
+    long = summary.melt(id_vars=["model", "dataset"], value_vars=metrics, var_name="metric",
+                        value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
+    long["best"] = _best(long)
+    if ci:
+        intervals = bootstrap_table(results.per_image, metrics, resamples=resamples, seed=seed)
+        long = long.merge(intervals[["model", "dataset", "metric", "lo", "hi"]], how="left",
+                          on=["model", "dataset", "metric"])
+        long["tied"] = _tied_with_best(long, results.per_image, resamples, seed, alpha)
+    return long
+
+
+def _best(long: pd.DataFrame) -> pd.Series:
+    """The best value of each (dataset, metric), when its values are not all equal."""
+    sign = long["metric"].map(lambda m: 1.0 if higher_is_better(m) else -1.0)
+    score = (long["value"] * sign).groupby([long["dataset"], long["metric"]])
+    return long["value"].mul(sign).eq(score.transform("max")) & score.transform("nunique").gt(1)
+
+
+def _tied_with_best(long: pd.DataFrame, per_image: pd.DataFrame, resamples: int, seed: int,
+                    alpha: float) -> pd.Series:
+    tied = pd.Series(False, index=long.index)
+    testable = set(bootstrappable(per_image))
+    if not testable:
+        return tied
+    images = dict(list(per_image.groupby(["model", "dataset"])))
+    for (dataset, metric), rows in long.groupby(["dataset", "metric"]):
+        best = rows.loc[rows["best"], "model"]
+        if metric not in testable or best.empty or (best.iloc[0], dataset) not in images:
+            continue
+        others = rows.loc[~rows["best"] & rows["value"].notna(), "model"]
+        for index, model in others.items():
+            if (model, dataset) in images:
+                test = paired_test(images[(best.iloc[0], dataset)], images[(model, dataset)], metric,
+                                   resamples=resamples, seed=seed)
+                tied[index] = test.p_value >= alpha
+    return tied
+
+
+def model_order(long: pd.DataFrame, sort: str) -> list[str]:
+    """Models from best to worst by ``sort`` averaged over datasets; missing values last."""
+    rows = long[long["metric"] == sort]
+    if rows.empty:
+        raise UserError(f"cannot sort by {sort!r}: not among the metrics "
+                        f"{', '.join(long['metric'].unique())}", field="sort")
+    sign = 1.0 if higher_is_better(sort) else -1.0
+    score = (rows["value"] * sign).groupby(rows["model"], sort=False).mean()
+    return list(score.sort_values(ascending=False, na_position="last", kind="stable").index)
+
+
+def leaderboard(results: RunResults, metrics: Sequence[str] | None = None, *, sort: str = "mIoU",
+                ci: bool = False, resamples: int = 1000, seed: int = 0,
+                alpha: float = 0.05) -> pd.DataFrame:
+    """One row per model, columns (dataset, metric), stored values (fractions); sorted by ``sort``.
+
+    With ``ci``, each metric that can be bootstrapped is followed by
+    ``<metric>_lo`` and ``<metric>_hi``: its 95% image-level bootstrap interval.
+    """
+    long = leaderboard_long(results, metrics, ci=ci, resamples=resamples, seed=seed, alpha=alpha)
+    return _wide(long, model_order(long, sort))
+
+
+def _wide(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The long leaderboard pivoted: rows ``order``, columns (dataset, metric), intervals as ``<metric>_lo/_hi``."""
+    stats = [s for s in ("value", "lo", "hi") if s in long.columns]
+    wide = long.pivot(index="model", columns=["dataset", "metric"], values=stats)
+    wide.columns = pd.MultiIndex.from_tuples(
+        [(d, m if s == "value" else f"{m}_{s}") for s, d, m in wide.columns], names=["dataset", "metric"])
+    columns = [(d, m + suffix) for d in long["dataset"].unique() for m in long["metric"].unique()
+               for suffix in ("", "_lo", "_hi")
+               if (d, m + suffix) in wide.columns and (not suffix or wide[(d, m + suffix)].notna().any())]
+    return wide.loc[order, columns]
+
+
+def per_class_table(results: RunResults, metric: str = "IoU") -> pd.DataFrame:
+    """Rows (dataset, class_id, class_name), one column per model: the per-class ``metric`` as stored."""
+    per_class = results.per_class
+    if metric not in per_class.columns:
+        raise UserError(f"no per-class column {metric!r}; present: "
+                        f"{', '.join(c for c in per_class.columns if c in PERCENT_METRICS | DISTANCE_METRICS)}",
+                        field="per_class_metric")
+    wide = per_class.pivot(index=["dataset", "class_id", "class_name"], columns="model", values=metric)
+    return wide[list(per_class["model"].unique())].sort_index(level=["dataset", "class_id"])
+
+
+def published_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Published figures (``published_*`` columns) beside the measured mIoU; empty when there are none."""
+    columns = [c for c in summary.columns if c.startswith(PUBLISHED_PREFIX)]
+    if not columns or "mIoU" not in summary.columns:
+        return pd.DataFrame()
+    rows = summary[summary[columns].notna().any(axis=1)]
+    table = rows[["model", "dataset", *columns, "mIoU"]].reset_index(drop=True)
+    if f"{PUBLISHED_PREFIX}mIoU" in columns:
+        table["delta_mIoU"] = table["mIoU"] - table[f"{PUBLISHED_PREFIX}mIoU"]
+    return table
+
+
+def conventions(results: RunResults) -> list[str]:
+    """One line per dataset: images, classes, ignore index, image size, and the metric options."""
+    records = cell_records(results)
+    summary = results.summary
+    lines = []
+    for dataset in summary["dataset"].unique():
+        phrases = list(dict.fromkeys(_convention(r) for (_, d), r in records.items() if d == dataset))
+        images = summary.loc[summary["dataset"] == dataset].get("num_images", pd.Series(dtype=float))
+        head = f"{dataset}: {int(images.max())} images" if images.notna().any() else dataset
+        if len(phrases) > 1:
+            lines.append(f"{head}; differs between models: {' | '.join(phrases)}")
+        elif phrases:
+            lines.append(f"{head}, {phrases[0]}")
+    return lines
+
+
+def _convention(record: dict[str, Any]) -> str:
+    options = record.get("metric_options", {})
+    accuracy = options.get("accuracy", {})
+    data = record.get("settings", {}).get("dataset", {})
+    parts = []
+    if "num_classes" in accuracy:
+        parts.append(f"{accuracy['num_classes']} classes")
+    if "ignore_index" in accuracy:
+        parts.append(f"ignore index {accuracy['ignore_index']}")
+    if "height" in data and "width" in data:
+        parts.append(f"{data['height']}x{data['width']} px")
+    for group, values in options.items():
+        shown = [f"{k}={v}" for k, v in values.items()
+                 if k not in ("num_classes", "ignore_index") and _is_setting(v)]
+        if group != "accuracy" and shown:
+            parts.append(f"{group} {', '.join(shown)}")
+    return ", ".join(parts)
+
+
+def _is_setting(value: Any) -> bool:
+    """A number or a one-word value (``diagonal``, ``3px``); option texts that describe a definition are not."""
+    return isinstance(value, (int, float)) or (isinstance(value, str) and value.strip() != ""
+                                               and not any(c.isspace() for c in value))
+
+
+def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """True for the points that no other point beats: lower or equal cost and higher or equal value, one strictly."""
+    cost, value = np.asarray(cost, dtype=float), np.asarray(value, dtype=float)
+    no_worse = (cost[None, :] <= cost[:, None]) & (value[None, :] >= value[:, None])
+    better = (cost[None, :] < cost[:, None]) | (value[None, :] > value[:, None])
+    return ~(no_worse & better).any(axis=1)
+
+
+# ---------------------------------------------------------------- rendering: text tables
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+    tied: bool = False  # not significantly different from the best: marked with a dagger
+
+
+@dataclass
+class TextTable:
+    """Header and rows of formatted cells; ``groups`` span header columns (label, count), left to right."""
+
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    labels: int = 1  # leading columns that name the row
+
+
+def format_value(metric: str, value: float | str, decimals: int) -> str:
+    if isinstance(value, str):
+        return value
+    if pd.isna(value):
+        return "-"
+    if is_percent(metric):
+        return f"{100 * value:.{decimals}f}"
+    for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if abs(value) >= size:
+            return f"{value / size:.{decimals}f}{suffix}"
+    return f"{value:.{decimals}f}"
+
+
+def _header(metric: str) -> str:
+    return f"{metric} [px]" if metric in DISTANCE_METRICS else metric
+
+
+def _leaderboard_text(long: pd.DataFrame, order: list[str], decimals: int, ci_style: CiStyle,
+                      title: str) -> TextTable:
+    datasets, metrics = list(long["dataset"].unique()), list(long["metric"].unique())
+    cells = long.set_index(["model", "dataset", "metric"])
+    rows = []
+    for model in order:
+        row = [Cell(model)]
+        for dataset in datasets:
+            for metric in metrics:
+                key = (model, dataset, metric)
+                row.append(_value_cell(cells.loc[key], metric, decimals, ci_style)
+                           if key in cells.index else Cell("-"))
+        rows.append(row)
+    header = ["model"] + [_header(m) for _ in datasets for m in metrics]
+    return TextTable(title, header, rows, [("", 1)] + [(d, len(metrics)) for d in datasets])
+
+
+def _value_cell(row: pd.Series, metric: str, decimals: int, ci_style: CiStyle) -> Cell:
+    text = format_value(metric, row["value"], decimals)
+    if pd.notna(row.get("lo", np.nan)) and pd.notna(row["value"]):
+        scale = 100 if is_percent(metric) else 1
+        if ci_style == "pm":
+            text += f" ± {scale * (row['hi'] - row['lo']) / 2:.{decimals}f}"
+        else:
+            text += f" [{format_value(metric, row['lo'], decimals)}, {format_value(metric, row['hi'], decimals)}]"
+    return Cell(text, bold=bool(row["best"]), tied=bool(row.get("tied", False)))
+
+
+def _per_class_texts(results: RunResults, metric: str, order: list[str],
+                     decimals: int) -> dict[str, TextTable]:
+    """One table per dataset: a row per class, a column per model."""
+    if results.per_class.empty:
+        return {}
+    wide = per_class_table(results, metric)
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    tables = {}
+    for dataset in results.summary["dataset"].unique():
+        rows = wide.xs(dataset, level="dataset")
+        models = [m for m in order if m in rows.columns and rows[m].notna().any()]
+        scores = rows[models] * sign
+        best = scores.eq(scores.max(axis=1), axis=0) & (scores.nunique(axis=1) > 1).to_numpy()[:, None]
+        body = [[Cell(str(key[1]))] + [Cell(format_value(metric, rows.loc[key, m], decimals),
+                                            bold=bool(best.loc[key, m])) for m in models]
+                for key in rows.index]
+        unit = " (%)" if is_percent(metric) else ""
+        tables[dataset] = TextTable(f"Per-class {metric}{unit}: {dataset}", ["class", *models], body)
+    return tables
+
+
+def _published_text(summary: pd.DataFrame, decimals: int) -> TextTable | None:
+    table = published_table(summary)
+    if table.empty:
+        return None
+    figures = [c for c in table.columns if c not in ("model", "dataset")]
+    rows = [[Cell(row["model"]), Cell(row["dataset"])]
+            + [Cell(format_value("mIoU" if c == "delta_mIoU" else c, row[c], decimals)) for c in figures]
+            for _, row in table.iterrows()]
+    header = ["model", "dataset"] + [c.replace("delta_", "Δ ").replace(PUBLISHED_PREFIX, "published ")
+                                     for c in figures]
+    return TextTable("Published against measured (%)", header, rows, labels=2)
+
+
+def _legend(ci: bool, resamples: int, alpha: float) -> str:
+    text = ("Accuracy and boundary figures in %, distances in px, efficiency figures as stored. "
+            "Bold: the best of each column.")
+    if ci:
+        text += (f" a ± b: the value and half the width of its 95% image-level bootstrap interval "
+                 f"({resamples} resamples). †: not significantly different from the best "
+                 f"(paired permutation test over images, p ≥ {alpha}).")
+    return text
+
+
+# ---------------------------------------------------------------- rendering: formats
+
+def to_markdown(table: TextTable) -> str:
+    header = _flat_header(table)
+    lines = [f"### {table.title}", "", "| " + " | ".join(map(_md_escape, header)) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    for row in table.rows:
+        lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _flat_header(table: TextTable) -> list[str]:
+    spans = [label for label, count in table.groups for _ in range(count)] or [""] * len(table.header)
+    return [f"{g}/{h}" if g and len({s for s in spans if s}) > 1 else h
+            for g, h in zip(spans, table.header)]
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def _md_cell(cell: Cell) -> str:
+    text = _md_escape(cell.text)
+    text = f"**{text}**" if cell.bold else text
+    return text + " †" if cell.tied else text
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$", "†": r"$^\dagger$",
+                 "≥": r"$\geq$", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX source: special characters escaped, ±, †, ≥, Δ as math."""
+    return "".join(LATEX_SPECIAL.get(char, char) for char in text)
+
+
+def to_latex(table: TextTable, caption: str, label: str) -> str:
+    spec = "l" * table.labels + "r" * (len(table.header) - table.labels)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
+             rf"\label{{tab:{re.sub(r'[^A-Za-z0-9-]+', '-', label)}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    if any(g for g, _ in table.groups):
+        lines += _latex_groups(table.groups)
+    lines.append(" & ".join(latex_escape(h) for h in table.header) + r" \\")
+    lines.append(r"\midrule")
+    for row in table.rows:
+        lines.append(" & ".join(_latex_cell(c) for c in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_groups(groups: list[tuple[str, int]]) -> list[str]:
+    heads, rules, start = [], [], 1
+    for label, count in groups:
+        heads.append(rf"\multicolumn{{{count}}}{{c}}{{{latex_escape(label)}}}" if label else
+                     " & ".join([""] * count))
+        if label:
+            rules.append(rf"\cmidrule(lr){{{start}-{start + count - 1}}}")
+        start += count
+    return [" & ".join(heads) + r" \\", " ".join(rules)]
+
+
+def _latex_cell(cell: Cell) -> str:
+    text = latex_escape(cell.text)
+    text = rf"\textbf{{{text}}}" if cell.bold else text
+    return text + r"$^\dagger$" if cell.tied else text
+
+
+def to_html(table: TextTable) -> str:
+    lines = ["<table>", "<thead>"]
+    if any(g for g, _ in table.groups):
+        lines.append("<tr>" + "".join(f'<th colspan="{n}">{html.escape(g)}</th>' for g, n in table.groups)
+                     + "</tr>")
+    lines.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>")
+    lines += ["</thead>", "<tbody>"]
+    for row in table.rows:
+        lines.append("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines)
+
+
+def _html_cell(cell: Cell) -> str:
+    text = html.escape(cell.text)
+    text = f"<b>{text}</b>" if cell.bold else text
+    return f"<td>{text}<sup>†</sup></td>" if cell.tied else f"<td>{text}</td>"
+
+
+# ---------------------------------------------------------------- documents
+
+@dataclass
+class ReportOptions:
+    metrics: Sequence[str] | None = None
+    sort: str = "mIoU"
+    ci: bool = False
+    ci_style: CiStyle = "pm"
+    decimals: int = 2
+    per_class_metric: str = "IoU"
+    resamples: int = 1000
+    seed: int = 0
+    alpha: float = 0.05
+
+
+@dataclass
+class Document:
+    """The rendered tables of a report, and the notes that explain them."""
+
+    title: str
+    notes: list[str]  # the legend, then one line of conventions per dataset
+    leaderboard: TextTable
+    per_class: dict[str, TextTable]  # by dataset
+    published: TextTable | None
+
+    def tables(self) -> list[TextTable]:
+        return [self.leaderboard, *self.per_class.values(), *([self.published] if self.published else [])]
+
+
+def render(results: RunResults, fmt: Format = "md", options: ReportOptions | None = None) -> str:
+    """The report as one document: Markdown, CSV (the leaderboard alone), LaTeX or HTML."""
+    options = options or ReportOptions()
+    if fmt not in ("md", "csv", "tex", "html"):
+        raise UserError(f"unknown format {fmt!r}; expected md, csv, tex or html", field="format")
+    if results.summary.empty:
+        raise UserError("no results to report: the run folders hold no complete cell")
+    long = leaderboard_long(results, options.metrics, ci=options.ci, resamples=options.resamples,
+                            seed=options.seed, alpha=options.alpha)
+    order = model_order(long, options.sort)
+    if fmt == "csv":
+        return _csv(long, order, options.decimals)
+    title = results.manifest.get("suite_name", "segbench")
+    document = Document(
+        title, [_legend(options.ci, options.resamples, options.alpha), *conventions(results)],
+        _leaderboard_text(long, order, options.decimals, options.ci_style, f"Leaderboard: {title}"),
+        _per_class_texts(results, options.per_class_metric, order, options.decimals),
+        _published_text(results.summary, options.decimals))
+    if fmt == "md":
+        return _markdown_document(document)
+    if fmt == "tex":
+        return _latex_document(document)
+    return _html_document(document, results, options)
+
+
+def _csv(long: pd.DataFrame, order: list[str], decimals: int) -> str:
+    """The leaderboard, wide, in display units (percent, px, as stored), rounded."""
+    wide = _wide(long, order)
+    bases = [m.removesuffix("_lo").removesuffix("_hi") for _, m in wide.columns]
+    wide = (wide * [100 if is_percent(m) else 1 for m in bases]).round(decimals)
+    wide.columns = [f"{d}/{m}" for d, m in wide.columns]
+    return wide.rename_axis("model").to_csv()
+
+
+def _markdown_document(document: Document) -> str:
+    parts = [f"# segbench report: {document.title}", "", document.notes[0], ""]
+    parts += [f"- {line}" for line in document.notes[1:]] + [""]
+    parts += [to_markdown(t) for t in document.tables()]
+    return "\n".join(parts)
+
+
+def _latex_document(document: Document) -> str:
+    """Table floats to paste into a paper (they need \\usepackage{booktabs})."""
+    legend, *lines = document.notes
+    caption = " ".join([document.leaderboard.title + ".", legend, *(line + "." for line in lines)])
+    parts = ["% segbench report: the tables need \\usepackage{booktabs}",
+             to_latex(document.leaderboard, caption, document.leaderboard.title)]
+    parts += [to_latex(t, t.title + ". Bold: the best of each row.", t.title)
+              for t in document.per_class.values()]
+    if document.published:
+        parts.append(to_latex(document.published, document.published.title + ".", "published"))
+    return "\n".join(parts)
+
+
+HTML_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { padding: 0.25em 0.7em; text-align: right; border-bottom: 1px solid #ddd; }
+th { border-bottom: 2px solid #444; }
+th[colspan] { text-align: center; border-bottom: 1px solid #444; }
+td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; display: block; margin: 0.5em 0; }
+.note { color: #555; }
+"""
+
+
+def _html_document(document: Document, results: RunResults, options: ReportOptions) -> str:
+    legend, *lines = document.notes
+    body = [f"<h1>segbench report: {html.escape(document.title)}</h1>",
+            f'<p class="note">{html.escape(legend)}</p>',
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
+            f"<h2>{html.escape(document.leaderboard.title)}</h2>", to_html(document.leaderboard),
+            "<h2>Accuracy versus latency</h2>", _scatter_section(results.summary)]
+    for dataset, table in document.per_class.items():
+        models = table.header[1:]
+        body += [f"<h2>{html.escape(table.title)}</h2>",
+                 _png(_per_class_figure(results, dataset, options.per_class_metric, models)), to_html(table)]
+    if document.published:
+        body += [f"<h2>{html.escape(document.published.title)}</h2>", to_html(document.published)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>segbench report: {html.escape(document.title)}</title>\n"
+            f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# ---------------------------------------------------------------- figures (matplotlib, embedded)
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _per_class_figure(results: RunResults, dataset: str, metric: str, models: list[str]) -> Any:
+    from matplotlib.figure import Figure
+
+    rows = results.per_class[results.per_class["dataset"] == dataset].sort_values("class_id")
+    classes = list(rows["class_name"].unique())
+    scale = 100 if is_percent(metric) else 1
+    figure = Figure(figsize=(min(24, 4 + 0.2 * len(classes) * (len(models) + 1)), 4), layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        values = rows[rows["model"] == model].set_index("class_name")[metric].reindex(classes)
+        axes.bar(np.arange(len(classes)) + (i - (len(models) - 1) / 2) * width, scale * values,
+                 width, label=model)
+    axes.set_xticks(np.arange(len(classes)), classes, rotation=45, ha="right")
+    axes.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
+    figure.legend(loc="outside upper center", fontsize="small", ncols=min(len(models), 6))
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _scatter_section(summary: pd.DataFrame) -> str:
+    latency = latency_columns(summary)
+    if not latency or "mIoU" not in summary.columns or summary[latency[0]].isna().all():
+        return ('<p class="note">No latency figures in these runs: the accuracy-versus-latency plot '
+                "needs the efficiency pass of a suite (its <code>efficiency</code> section).</p>")
+    timed = summary.dropna(subset=[latency[0], "mIoU"])
+    return "\n".join(_png(_scatter_figure(timed[timed["dataset"] == d], d, latency[0]))
+                     for d in timed["dataset"].unique())
+
+
+def _scatter_figure(rows: pd.DataFrame, dataset: str, latency: str) -> Any:
+    from matplotlib.figure import Figure
+
+    rows = rows.sort_values(latency)
+    front = pareto_front(rows[latency].to_numpy(), rows["mIoU"].to_numpy())
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.subplots()
+    axes.margins(0.12)
+    axes.scatter(rows[latency], 100 * rows["mIoU"], color="tab:blue", zorder=3)
+    axes.step(rows.loc[front, latency], 100 * rows.loc[front, "mIoU"], where="post", color="tab:red",
+              label="Pareto front", zorder=2)
+    axes.scatter(rows.loc[front, latency], 100 * rows.loc[front, "mIoU"], s=90, facecolors="none",
+                 edgecolors="tab:red", zorder=4)
+    for _, row in rows.iterrows():
+        axes.annotate(str(row["model"]), (row[latency], 100 * row["mIoU"]), textcoords="offset points",
+                      xytext=(5, 5), fontsize="small")
+    axes.set_xlabel(latency)
+    axes.set_ylabel("mIoU (%)")
+    axes.set_title(f"Accuracy versus latency: {dataset}")
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+    return figure

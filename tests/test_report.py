@@ -1,0 +1,206 @@
+"""Reports from hand-made run folders: leaderboards, merging, LaTeX, Markdown, CSV, HTML and the CLI."""
+
+import io
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import segbench
+from segbench.cli import app
+from segbench.errors import UserError
+from segbench.report import (ReportOptions, conventions, latex_escape, leaderboard_long, merge_runs,
+                             pareto_front, published_table, render)
+
+
+@pytest.fixture
+def two_models(tmp_path, fake_runs):
+    """good > bad on two datasets; near_good equals good but for one image (not significantly different)."""
+    good = fake_runs.confusions(0, 40, accuracy=0.9)
+    near = [*good[:-1], fake_runs.confusions(9, 1, accuracy=0.85)[0]]
+    cells = {}
+    for dataset, offset in (("city", 0), ("ade_20k", 100)):
+        cells[("good", dataset)] = good
+        cells[("near_good", dataset)] = near
+        cells[("bad", dataset)] = fake_runs.confusions(offset + 1, 40, accuracy=0.6)
+    latency = {("good", "city"): 40.0, ("near_good", "city"): 20.0, ("bad", "city"): 30.0}
+    extra = {key: {"latency_ms_p50": value} for key, value in latency.items()}
+    return segbench.load(fake_runs.write(tmp_path / "run", cells, extra=extra))
+
+
+def test_leaderboard_sorted_with_column_groups(two_models):
+    board = two_models.leaderboard()
+    assert list(board.index) == ["good", "near_good", "bad"]
+    assert list(board.columns) == [(d, m) for d in ("city", "ade_20k")
+                                   for m in ("mIoU", "aAcc", "mAcc", "latency_ms_p50")]
+    summary = two_models.summary.set_index(["model", "dataset"])
+    assert board.loc["bad", ("city", "mIoU")] == summary.loc[("bad", "city"), "mIoU"]  # fractions as stored
+    by_latency = two_models.leaderboard(sort="latency_ms_p50")  # lower is better
+    assert list(by_latency.index) == ["near_good", "bad", "good"]
+
+
+def test_best_and_ties(two_models):
+    long = leaderboard_long(two_models, ["mIoU", "latency_ms_p50"], ci=True, resamples=300)
+    city = long[long["dataset"] == "city"].set_index(["model", "metric"])
+    assert city.loc[("good", "mIoU"), "best"] and not city.loc[("bad", "mIoU"), "best"]
+    assert city.loc[("near_good", "latency_ms_p50"), "best"]
+    assert city.loc[("near_good", "mIoU"), "tied"] and not city.loc[("bad", "mIoU"), "tied"]
+    assert city.loc[("good", "mIoU"), "lo"] < city.loc[("good", "mIoU"), "value"] < city.loc[("good", "mIoU"), "hi"]
+    assert pd.isna(city.loc[("good", "latency_ms_p50"), "lo"])  # no bootstrap of latencies
+
+
+def test_unknown_metric_is_a_user_error(two_models):
+    with pytest.raises(UserError, match="mBogus"):
+        two_models.leaderboard(["mBogus"])
+    with pytest.raises(UserError, match="cannot sort by 'mBF'"):
+        two_models.leaderboard(["mIoU"], sort="mBF")
+
+
+def test_merge_newest_wins_unless_told_otherwise(tmp_path, fake_runs):
+    old = fake_runs.write(tmp_path / "old", {("a", "d"): fake_runs.confusions(0, 5, accuracy=0.5),
+                                             ("only_old", "d"): fake_runs.confusions(1, 5)},
+                          finished="2025-01-01T00:00:00+00:00", suite_name="s1")
+    new = fake_runs.write(tmp_path / "new", {("a", "d"): fake_runs.confusions(2, 7, accuracy=0.9)},
+                          finished="2025-02-01T00:00:00+00:00", suite_name="s2")
+    runs = [segbench.load(new), segbench.load(old)]  # the newer first: order must not matter
+    merged = merge_runs(runs)
+    summary = merged.summary.set_index("model")
+    assert sorted(summary.index) == ["a", "only_old"]
+    assert summary.loc["a", "num_images"] == 7
+    assert (merged.per_image["model"] == "a").sum() == 7 and len(merged.per_class) == 2 * 4
+    assert merged.manifest["cells"]["a__d"]["run_dir"] == str(new)
+    last = merge_runs(runs, prefer="last").summary.set_index("model")
+    assert last.loc["a", "num_images"] == 5
+    assert conventions(merged) == ["d: 7 images, 4 classes, ignore index 255, 16x16 px"]
+
+
+def test_latex_escapes_names_and_has_booktabs_structure(tmp_path, fake_runs):
+    assert latex_escape(r"a_b & c% d#e $f {g} ~h ^i \j") == (
+        r"a\_b \& c\% d\#e \$f \{g\} \textasciitilde{}h \textasciicircum{}i \textbackslash{}j")
+    cells = {("net_v2 & co", "set_1%"): fake_runs.confusions(0, 5),
+             ("model#3", "set_1%"): fake_runs.confusions(1, 5, accuracy=0.5)}
+    run = segbench.load(fake_runs.write(tmp_path / "run", cells, class_names=["road_x", "car&bus", "50%", "#4"]))
+    tex = render(run, "tex", ReportOptions(ci=True, resamples=200, decimals=1))
+    assert r"net\_v2 \& co" in tex and r"model\#3" in tex and r"set\_1\%" in tex
+    assert r"road\_x" in tex and r"car\&bus" in tex and r"50\%" in tex and r"\#4" in tex
+    assert "net_v2" not in tex and "& co" not in tex.replace(r"\& co", "")
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 2
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert tex.count(rule) == 2
+    assert re.search(r"\\textbf\{\d+\.\d \$\\pm\$ \d+\.\d\}", tex)  # one decimal, bold best, ±
+    assert "ignore index 255" in tex
+    for table in re.findall(r"\\begin\{tabular\}.*?\\bottomrule", tex, re.S):
+        header, body = table.split("\\midrule\n")
+        columns = header.strip().splitlines()[-1].count(" & ")
+        rows = body.splitlines()[:-1]
+        assert rows and all(row.count(" & ") == columns and row.endswith(r" \\") for row in rows)
+
+
+def _compile(tex: str, folder) -> subprocess.CompletedProcess:
+    document = ("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+                "\\begin{document}\n" + tex + "\n\\end{document}\n")
+    (folder / "report.tex").write_text(document)
+    return subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+                          cwd=folder, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_compiles(two_models, tmp_path):
+    tex = render(two_models, "tex", ReportOptions(ci=True, resamples=200))
+    result = _compile(tex.replace("near_good", "near_good & 100% #1 ~x^2"), tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "report.pdf").is_file()
+
+
+def test_markdown_marks_best_and_ties(two_models):
+    text = render(two_models, "md", ReportOptions(metrics=["mIoU"], ci=True, resamples=300))
+    row = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "**" in row["good"] and "†" in row["near_good"] and "**" not in row["bad"] and "†" not in row["bad"]
+    assert "### Per-class IoU (%): city" in text and "### Per-class IoU (%): ade_20k" in text
+    assert "Published" not in text
+
+
+def test_csv_is_the_leaderboard_in_percent(two_models):
+    table = pd.read_csv(io.StringIO(render(two_models, "csv", ReportOptions(ci=True, resamples=100))),
+                        index_col="model")
+    summary = two_models.summary.set_index(["model", "dataset"])
+    assert table.loc["good", "city/mIoU"] == round(100 * summary.loc[("good", "city"), "mIoU"], 2)
+    assert table.loc["good", "city/mIoU_lo"] < table.loc["good", "city/mIoU"] < table.loc["good", "city/mIoU_hi"]
+    assert table.loc["near_good", "city/latency_ms_p50"] == 20.0
+    assert "city/latency_ms_p50_lo" not in table.columns
+
+
+def test_html_is_one_self_contained_file(two_models, tmp_path):
+    text = render(two_models, "html", ReportOptions(ci=True, resamples=100))
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<(link|script|iframe)\b", text) and "href=" not in text
+    sources = re.findall(r'src="([^"]*)"', text)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 1 + 2  # the scatter for the dataset with latencies, a bar chart per dataset
+    assert "<b>" in text and "<sup>†</sup>" in text
+
+
+def test_html_says_when_there_is_no_latency(tmp_path, fake_runs):
+    run = segbench.load(fake_runs.write(tmp_path / "run", {("a", "d"): fake_runs.confusions(0, 4)}))
+    text = render(run, "html")
+    assert "No latency figures" in text and len(re.findall(r'src="data:', text)) == 1
+
+
+def test_published_against_measured(tmp_path, fake_runs):
+    run = segbench.load(fake_runs.write(tmp_path / "run", {("a", "d"): fake_runs.confusions(0, 4)}))
+    assert published_table(run.summary).empty
+    extra = {("m", "d"): {"published_dataset": "Cityscapes", "published_mIoU": 0.5,
+                          "published_mIoU_ms_flip": 0.52}}
+    run = segbench.load(fake_runs.write(tmp_path / "run2", {("m", "d"): fake_runs.confusions(0, 4),
+                                                            ("x", "d"): fake_runs.confusions(1, 4)},
+                                        extra=extra))
+    table = published_table(run.summary)
+    assert list(table["model"]) == ["m"]
+    assert table.loc[0, "delta_mIoU"] == pytest.approx(table.loc[0, "mIoU"] - 0.5)
+    text = render(run, "md")
+    assert "### Published against measured" in text
+    assert "| model | dataset | published dataset | published mIoU | published mIoU_ms_flip | mIoU | Δ mIoU |" in text
+    assert "| m | d | Cityscapes | 50.00 | 52.00 |" in text
+
+
+def test_pareto_front():
+    latency = np.array([10, 20, 30, 15, 40])
+    miou = np.array([0.5, 0.7, 0.6, 0.5, 0.8])
+    assert pareto_front(latency, miou).tolist() == [True, True, False, False, True]
+
+
+def test_per_class_table(two_models):
+    table = two_models.per_class_table("IoU")
+    assert table.index.names == ["dataset", "class_id", "class_name"]
+    assert list(table.columns) == ["good", "near_good", "bad"] and len(table) == 2 * 4
+
+
+runner = CliRunner()
+
+
+def test_cli_report_writes_the_format_of_the_suffix(two_models, tmp_path):
+    out = tmp_path / "out" / "report.tex"
+    result = runner.invoke(app, ["report", str(two_models.root), "--out", str(out), "--sort", "aAcc"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count(r"\begin{table}") == 3
+    result = runner.invoke(app, ["report", str(two_models.root), "--format", "md", "--metric", "mIoU"])
+    assert result.exit_code == 0 and "| model | city/mIoU | ade_20k/mIoU |" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "mBogus"], "mBogus"),
+    (["--sort", "mBF"], "cannot sort by 'mBF'"),
+    (["--per-class-metric", "HD95"], "no per-class column 'HD95'"),
+])
+def test_cli_report_mistakes_exit_2(two_models, args, message):
+    result = runner.invoke(app, ["report", str(two_models.root), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_cli_report_of_a_folder_that_is_no_run(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run folder" in result.output
