@@ -23,7 +23,9 @@ app = typer.Typer(help="Benchmark and evaluate semantic segmentation models.",
 out_console = Console()
 err_console = Console(stderr=True)
 
-LEADERBOARD_COLUMNS = ("mIoU", "aAcc", "mAcc", "mDice", "fwIoU")
+# Fractions shown as percentages, then distances in pixels.
+LEADERBOARD_PERCENT = ("mIoU", "aAcc", "mAcc", "mDice", "mBF", "mBIoU")
+LEADERBOARD_PIXELS = ("mHD95",)
 
 
 def fail(error: UserError) -> None:
@@ -56,16 +58,22 @@ class RichReporter:
 
 
 def leaderboard_table(summary: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title)
-    columns = [c for c in LEADERBOARD_COLUMNS if c in summary.columns]
-    for name in ("dataset", "model", *columns):
-        table.add_column(name, justify="right" if name in columns else "left")
+    columns = [c for c in LEADERBOARD_PERCENT + LEADERBOARD_PIXELS if c in summary.columns]
+    table = Table(title=f"{title}: percentages, {', '.join(LEADERBOARD_PIXELS)} in pixels")
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    for name in columns:
+        table.add_column(name, justify="right")
     ordered = summary.sort_values(["dataset", "mIoU"], ascending=[True, False])
     for _, row in ordered.iterrows():
-        values = [row[c] for c in columns]
-        table.add_row(row["dataset"], row["model"],
-                      *("-" if math.isnan(v) else f"{100 * v:.2f}" for v in values))
+        table.add_row(row["dataset"], row["model"], *(_cell(row[c], c in LEADERBOARD_PERCENT) for c in columns))
     return table
+
+
+def _cell(value: float, percent: bool) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{100 * value:.2f}" if percent else f"{value:.2f}"
 
 
 @app.command()
@@ -95,7 +103,7 @@ def run(
         fail(error)
     results = load(outcome.run_dir)
     if not results.summary.empty:
-        out_console.print(leaderboard_table(results.summary, f"{results.manifest['suite_name']} (%)"))
+        out_console.print(leaderboard_table(results.summary, results.manifest["suite_name"]))
     for cell_id, message in outcome.errors.items():
         err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
     print(outcome.run_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import torchmetrics.functional.classification as functional
 import numpy as np
 import pytest
 import torch
@@ -344,7 +345,6 @@ def test_subset_figures_from_summed_records(data: tuple, draw: st.DataObject) ->
 # --- peers and devices -------------------------------------------------------------
 
 def test_confusion_matches_torchmetrics() -> None:
-    functional = pytest.importorskip("torchmetrics.functional.classification")
     generator = torch.Generator().manual_seed(0)
     label = torch.randint(0, 7, (33, 47), generator=generator)
     label[torch.rand(label.shape, generator=generator) < 0.2] = 255

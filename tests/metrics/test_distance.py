@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import monai.metrics as monai_metrics
+import surface_distance
 import numpy as np
 import pytest
 import torch
@@ -388,7 +390,6 @@ def test_agrees_with_monai_where_both_masks_exist(pair: tuple[np.ndarray, np.nda
     Where a class is in one mask only MONAI gives inf (HD) and NaN (HD95),
     where we give the image diagonal (default) and count the case.
     """
-    monai_metrics = pytest.importorskip("monai.metrics")
     pred, label = pair
     label = np.where(label == IGNORE, 0, label)  # MONAI has no ignore pixels
     (record,) = run([(pred, label)], 4).compute().per_image
@@ -413,7 +414,6 @@ def test_hd_agrees_with_deepmind_surface_distance_for_translated_rectangles(
         height: int, width: int, top: int, left: int, dy: int, dx: int) -> None:
     """DeepMind's surfaces run along pixel corners, and its percentiles weigh surface elements by
     length without interpolation: only the maximum of translated shapes coincides with ours."""
-    surface_distance = pytest.importorskip("surface_distance")
     shape = (32, 34)
     label = np.zeros(shape, np.int64)
     label[8 + top:8 + top + height, 8 + left:8 + left + width] = 1
