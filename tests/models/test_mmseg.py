@@ -59,14 +59,19 @@ def run_segbench(tmp_path: Path, root: Path, model: dict) -> "segbench.store.Run
     return segbench.load(outcome.run_dir)
 
 
-def run_mmseg_test_loop(tmp_path: Path, root: Path, checkpoint: Path, cfg_options: dict) -> np.ndarray:
-    """mmseg's own Runner test loop with IoUMetric; returns its summed per-class counts (4 x K)."""
+def run_mmseg_test_loop(tmp_path: Path, root: Path, checkpoint: Path, cfg_options: dict,
+                        tta: bool = False) -> np.ndarray:
+    """mmseg's own Runner test loop with IoUMetric (as tools/test.py [--tta]); summed per-class counts (4 x K)."""
     from mmengine.config import Config
     from mmengine.runner import Runner
     from mmseg.evaluation import IoUMetric
 
     config = Config.fromfile(str(resolve_config(CONFIG)[0]))
     config.merge_from_dict(cfg_options, allow_list_keys=True)
+    if tta:  # what tools/test.py --tta does
+        config.test_dataloader.dataset.pipeline = config.tta_pipeline
+        config.tta_model.module = config.model
+        config.model = config.tta_model
     config.test_dataloader.dataset.data_root = str(root)
     config.test_dataloader.num_workers = 0
     config.test_dataloader.pop("persistent_workers", None)
@@ -100,6 +105,18 @@ def test_per_class_counts_equal_mmseg_test_loop(tmp_path, cityscapes, checkpoint
     iou = theirs[0] / theirs[1]
     assert results.summary["mIoU"].iloc[0] == pytest.approx(np.nanmean(iou))
     assert results.summary["trained"].iloc[0]  # a checkpoint was given
+
+
+def test_tta_counts_equal_mmseg_test_loop_with_tta(tmp_path, cityscapes, checkpoint):
+    """The config's multi-scale + flip pipeline and SegTTAModel, as `tools/test.py --tta`."""
+    results = run_segbench(tmp_path, cityscapes, {"checkpoint": str(checkpoint), "tta": True})
+    ours = np.stack([np.sum(np.stack(results.per_image[c].to_list()), axis=0)
+                     for c in ("area_intersect", "area_union", "area_pred_label", "area_label")])
+    theirs = run_mmseg_test_loop(tmp_path, cityscapes, checkpoint, {}, tta=True)
+    assert np.array_equal(ours, theirs)
+    plain = run_segbench(tmp_path / "plain", cityscapes, {"checkpoint": str(checkpoint), "cfg_options": SMALL})
+    assert not np.array_equal(np.stack(plain.per_image["area_intersect"].to_list()),
+                              np.stack(results.per_image["area_intersect"].to_list()))
 
 
 def test_prediction_depends_on_channel_order(cityscapes, checkpoint):
