@@ -15,19 +15,21 @@ Scopes:
 Conventions:
 
 - Latency is the time of one call on a batch of ``batch_size`` images, in ms,
-  after ``warmup`` untimed calls. On CUDA each call is bracketed by CUDA events
-  after a synchronize, so calls never overlap; on a CPU by ``time.perf_counter``
-  (monotonic). ``latency_ms_std`` is the sample standard deviation;
-  percentiles interpolate linearly (numpy's default).
+  after ``warmup`` untimed calls and one more after the memory counters'
+  reset. On CUDA each call is bracketed by CUDA events after a synchronize,
+  so calls never overlap; on a CPU by ``time.perf_counter`` (monotonic).
+  ``latency_ms_std`` is the sample standard deviation; percentiles
+  interpolate linearly (numpy's default).
 - Throughput counts images, not batches: batch_size x calls / wall seconds of
   the timed loop.
-- Peak memory covers the timed calls only (after warm-up, so cudnn.benchmark's
-  search and compilation are not in it). CUDA: torch.cuda.max_memory_allocated
-  and max_memory_reserved, after emptying the cache and resetting the
-  counters. CPU: the process's peak resident set (VmHWM), reset through
-  /proc/self/clear_refs, so exact and free; psutil has no peak RSS on Linux and
-  would have to poll. Where the reset is refused (not Linux), the figure is
-  ru_maxrss, the process's lifetime peak, and the row's note says so.
+- Peak memory covers the calls after warm-up (so cudnn.benchmark's search and
+  compilation are not in it), the input batch included. CUDA:
+  torch.cuda.max_memory_allocated and max_memory_reserved, after emptying the
+  cache and resetting the counters. CPU: the process's peak resident set
+  (VmHWM), reset through /proc/self/clear_refs, so exact and free; psutil has
+  no peak RSS on Linux and would have to poll from a thread. Where the reset
+  is refused (not Linux), the figure is ru_maxrss, the process's lifetime
+  peak, and the row's note says so.
 - ``weights_memory_mib``: the bytes of the parameters and buffers.
 - ``gflops_per_image``: FLOPs of one image through the scope, in fp32, counted
   by torch.utils.flop_counter.FlopCounterMode: convolutions and matrix
@@ -314,6 +316,7 @@ class Profiler:
                 call()
             memory = PeakMemory(self.device)
             memory.reset()
+            call()  # refills the CUDA allocator's cache that reset() emptied: no timed call pays cudaMalloc
             times, seconds = self._timed_loop(call)
             figures = memory.read()
         return {**latency_figures(times), "iterations": len(times), **figures, "note": memory.note,

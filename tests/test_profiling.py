@@ -208,3 +208,22 @@ def test_no_efficiency_section_means_no_profiling(tmp_path, nets):
     results = load(outcome.run_dir)
     assert results.efficiency.empty and "latency_ms_p50" not in results.summary
     assert not (outcome.run_dir / "efficiency.parquet").exists()
+
+
+def test_mmseg_model_scope_is_the_segmentor_on_the_preprocessed_batch():
+    pytest.importorskip("mmseg.models")
+    from segbench.data.base import DatasetInfo
+    from segbench.models.mmseg_adapter import MMSegAdapter
+    from segbench.suite import MMSegModelConfig
+
+    # cgnet is small; keeping the images at their size (the config resizes to 2048x1024) keeps this quick
+    config = MMSegModelConfig(name="cgnet", type="mmseg", config="cgnet_fcn_4xb4-60k_cityscapes-680x680",
+                              cfg_options={"test_dataloader.dataset.pipeline.1.scale": (96, 48)})
+    adapter = MMSegAdapter(config, DatasetInfo("cs", 19, [str(i) for i in range(19)]), CPU)
+    module, (inputs,) = adapter.forward_inputs([image(48, 96)] * 2)
+    assert module is adapter.model and inputs.shape == (2, 3, 48, 96)
+    with torch.inference_mode():
+        assert module(inputs).shape[:2] == (2, 19)  # mode "tensor": the decode head's logits
+    rows = pd.DataFrame(Profiler(EfficiencyConfig(warmup=0, iters=1), CPU).profile(adapter, image(48, 96)))
+    assert (rows["status"] == "ok").all() and (rows["params"] == count_params(adapter.model)).all()
+    assert (rows["gflops_per_image"] > 0).all()
