@@ -43,14 +43,16 @@ import yaml
 
 from segbench.api import execute
 from segbench.check import check
+from segbench.data.base import DatasetInfo
 from segbench.environment import device_name, resolve_device
 from segbench.metrics.boundary import BoundaryMetric
 from segbench.metrics.confusion import AccuracyMetric
 from segbench.metrics.distance import DistanceMetric
 from segbench.models.nets import load_demo_weights
+from segbench.models.torch_adapter import build_builtin
 from segbench.profiling import MIB, PeakMemory, Profiler, cpu_name, time_call
 from segbench.store import load
-from segbench.suite import EfficiencyConfig
+from segbench.suite import BuiltinModelConfig, EfficiencyConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MMSEG_MODEL = "{type: mmseg, config: deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024}"
@@ -136,10 +138,6 @@ def latency(device: torch.device, height: int, width: int, quick: bool) -> str:
 def peak_memory(device: torch.device, height: int, width: int, quick: bool) -> str:
     if device.type != "cuda":
         return "Skipped: needs a CUDA device."
-    from segbench.models.torch_adapter import build_builtin
-    from segbench.suite import BuiltinModelConfig
-    from segbench.data.base import DatasetInfo
-
     torch.cuda.empty_cache()
     before = torch.cuda.memory_allocated(device)
     adapter = build_builtin(BuiltinModelConfig(name="m", type="builtin", arch="deeplabv3"),

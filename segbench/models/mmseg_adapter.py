@@ -157,7 +157,7 @@ class MMSegAdapter(ModelAdapter):
         config_path, published = resolve_config(cfg.config)
         config = Config.fromfile(str(config_path))
         if cfg.cfg_options:
-            config.merge_from_dict(dict(cfg.cfg_options), allow_list_keys=True)
+            config.merge_from_dict(_sizes_as_tuples(dict(cfg.cfg_options)), allow_list_keys=True)
         init_default_scope(config.get("default_scope", "mmseg"))
         model_cfg = config.model
         if cfg.tta:
@@ -255,6 +255,20 @@ class MMSegAdapter(ModelAdapter):
 
     def provenance(self) -> dict[str, Any]:
         return self._provenance
+
+
+def _sizes_as_tuples(value: Any) -> Any:
+    """YAML has no tuples; mmseg's configs write sizes as tuples and its transforms insist on them.
+
+    So a list of numbers, like ``[2048, 1024]``, becomes a tuple; other lists stay lists.
+    """
+    if isinstance(value, dict):
+        return {key: _sizes_as_tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if value and all(isinstance(item, (int, float)) for item in value):
+            return tuple(value)
+        return [_sizes_as_tuples(item) for item in value]
+    return value
 
 
 def _fraction(percent: float | None) -> float | None:

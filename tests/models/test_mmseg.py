@@ -25,6 +25,9 @@ SIZE = (48, 96)  # H, W of the generated images
 # Keep the images at their size (the config resizes to 2048x1024) so the test runs in seconds.
 SMALL = {"test_dataloader.dataset.pipeline.1.scale": (SIZE[1], SIZE[0])}
 SLIDE = {**SMALL, "model.test_cfg": {"mode": "slide", "crop_size": (32, 48), "stride": (24, 32)}}
+# What a suite file gives: YAML has lists, not tuples.
+SLIDE_FROM_YAML = {"test_dataloader.dataset.pipeline.1.scale": [SIZE[1], SIZE[0]],
+                   "model.test_cfg": {"mode": "slide", "crop_size": [32, 48], "stride": [24, 32]}}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,8 @@ def run_mmseg_test_loop(tmp_path: Path, root: Path, checkpoint: Path, cfg_option
 
 @pytest.mark.parametrize("mode, cfg_options", [("whole", SMALL), ("slide", SLIDE)])
 def test_per_class_counts_equal_mmseg_test_loop(tmp_path, cityscapes, checkpoint, mode, cfg_options):
-    results = run_segbench(tmp_path, cityscapes, {"checkpoint": str(checkpoint), "cfg_options": cfg_options})
+    suite_options = SLIDE_FROM_YAML if mode == "slide" else cfg_options
+    results = run_segbench(tmp_path, cityscapes, {"checkpoint": str(checkpoint), "cfg_options": suite_options})
     ours = np.stack([np.sum(np.stack(results.per_image[c].to_list()), axis=0)
                      for c in ("area_intersect", "area_union", "area_pred_label", "area_label")])
     theirs = run_mmseg_test_loop(tmp_path, cityscapes, checkpoint, cfg_options)
