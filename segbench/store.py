@@ -115,9 +115,9 @@ class RunStore:
 
     def write_tables(self, cell_ids: list[str]) -> None:
         """Rebuild the run-level tables from the complete cells among ``cell_ids``."""
-        complete = [cid for cid in cell_ids if self.cell_record(cid) is not None]
-        summaries = [self.cell_record(cid)["summary"] for cid in complete]
-        summary = pd.DataFrame(summaries)
+        records = {cid: record for cid in cell_ids if (record := self.cell_record(cid)) is not None}
+        complete = list(records)
+        summary = pd.DataFrame([record["summary"] for record in records.values()])
         atomic_write_table(self.root / "summary.parquet", summary)
         atomic_write_table(self.root / "summary.csv", summary)
         for name in ("per_class", "per_image"):

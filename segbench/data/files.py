@@ -53,10 +53,12 @@ class FilePairsDataset(SegDataset):
 
     def fingerprint_parts(self) -> list[str]:
         lut = [] if self.label_lut is None else [f"lut:{self.label_lut.tolist()}"]
-        return lut + [f"{self._id_part(i)}" for i in range(len(self._ids))]
+        return lut + [pair_part(self.root, image, label) for image, label in zip(self._images, self._labels)]
 
-    def _id_part(self, index: int) -> str:
-        return f"{stat_part(self.root, self._images[index])} {stat_part(self.root, self._labels[index])}"
+
+def pair_part(root: Path, image: Path, label: Path) -> str:
+    """What identifies an (image, label) pair in a fingerprint: names, sizes, modification times."""
+    return f"{stat_part(root, image)} {stat_part(root, label)}"
 
 
 def stat_part(root: Path, path: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench.data.base import DatasetInfo, Sample, SegDataset
-from segbench.data.files import stat_part
+from segbench.data.files import pair_part
 from segbench.data.io import read_image
 from segbench.errors import DataError, UserError
 from segbench.registry import register_dataset
@@ -77,8 +77,7 @@ class MMSegDataset(SegDataset):
         return Sample(Path(info["img_path"]).stem, image, label)
 
     def fingerprint_parts(self) -> list[str]:
-        return [f"{stat_part(self.root, Path(i['img_path']))} {stat_part(self.root, Path(i['seg_map_path']))}"
-                for i in self.infos]
+        return [pair_part(self.root, Path(i["img_path"]), Path(i["seg_map_path"])) for i in self.infos]
 
 
 @register_dataset("mmseg")
