@@ -16,7 +16,8 @@ the report with its error):
    (and the boundary and distance groups, which run on the CPU);
 6. the boundary and distance groups fed device tensors against CPU tensors:
    equal values;
-7. benchmarks/harness_overhead.py on the device.
+7. benchmarks/harness_overhead.py on the device;
+8. the demo suite under torchrun on 2 GPUs (NCCL) against one process, column by column.
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--device cuda] [--height 1024] [--width 2048]
         [--out benchmarks/results] [--quick]
@@ -119,6 +120,41 @@ def demo_suite(device: torch.device, run_dir: Path, quick: bool) -> str:
         "Accuracy against the committed CPU baseline (tolerance 0.5 points):",
         table(accuracy[["model", "dataset", "metric", "baseline", "candidate", "change", "regressed"]])
         if {"model", "metric"} <= set(accuracy.columns) else table(accuracy)])
+
+
+def sharded(device: torch.device, run_dir: Path) -> str:
+    """The demo suite under torchrun, 2 ranks (NCCL on 2 GPUs), against 1 process on the same device type.
+
+    With fewer than 2 GPUs it says so: the demo section already compares one
+    GPU with the CPU baseline. On a CPU (a dry run) the ranks use gloo.
+    """
+    ranks = 2
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and gpus < ranks:
+        return (f"{gpus} GPU here: the 2-rank NCCL run needs 2. The 1-process CUDA run against the CPU "
+                "baseline is in the demo section.")
+    suite = ROOT / "suites" / "demo.yaml"
+    runs = {}
+    for name, launcher in (("1 process", [sys.executable, "-m", "segbench"]),
+                           (f"{ranks} ranks", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                               "--nproc-per-node", str(ranks), "-m", "segbench"])):
+        target = run_dir.parent / f"{run_dir.name}-{name.replace(' ', '-')}"
+        result = subprocess.run([*launcher, "run", str(suite), "--device", device.type, "--run-dir", str(target),
+                                 "--no-resume"], capture_output=True, text=True, cwd=ROOT)
+        if result.returncode != 0:
+            return f"{name}: exit {result.returncode}\n\n" + fenced(result.stderr[-3000:])
+        runs[name] = load(target)
+    one, many = runs.values()
+    lines = [f"world_size in the manifests: {one.manifest['world_size']}, {many.manifest['world_size']}"]
+    for table_name in ("summary", "per_class", "per_image"):
+        a_table, b_table = getattr(one, table_name), getattr(many, table_name)
+        columns = [c for c in a_table.columns if c != "eval_seconds"]
+        numeric = [c for c in columns if pd.api.types.is_numeric_dtype(a_table[c])]
+        differ = [c for c in columns if not a_table[c].equals(b_table[c])]
+        largest = max((float((a_table[c] - b_table[c]).abs().max()) for c in numeric if c in differ), default=0.0)
+        lines.append(f"- {table_name}: {len(columns)} columns, {len(differ)} differ"
+                     + (f" ({', '.join(differ[:8])}; largest difference {largest:.3g})" if differ else ""))
+    return "\n".join(lines)
 
 
 def latency(device: torch.device, height: int, width: int, quick: bool) -> str:
@@ -238,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parts = [f"# segbench GPU check: {name}\n\n{stamp}, `{' '.join(sys.argv)}`" + (" (quick)" if args.quick else ""),
              section("Environment", lambda: environment(device)),
              section("Demo suite", lambda: demo_suite(device, run_dir, args.quick)),
+             section("Sharded run (torchrun) against one process", lambda: sharded(device, run_dir)),
              section("Clock: profiler against torch.utils.benchmark",
                      lambda: latency(device, args.height, args.width, args.quick)),
              section("Peak memory", lambda: peak_memory(device, args.height, args.width, args.quick)),

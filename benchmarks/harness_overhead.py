@@ -23,9 +23,14 @@ The two are run alternately ``--repeats`` times; the figures are medians.
 Overhead = bare images/s / segbench images/s - 1; target: at most 15 % on a
 CPU, 10 % on a GPU.
 
+With ``--save-predictions``, each repeat also runs segbench with
+``save_predictions: true`` (palette PNGs written by the background writer);
+its cost = eval seconds with saving / eval seconds without - 1; target: at
+most 10 %.
+
     PYTHONPATH=. python benchmarks/harness_overhead.py [--arch deeplabv3] [--images 32] [--height 512]
         [--width 1024] [--batch-size 4] [--workers 2] [--device cpu] [--threads N] [--repeats 2]
-        [--dataset folder|synthetic]
+        [--dataset folder|synthetic] [--save-predictions]
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ def write_folder_dataset(root: Path, images: int, height: int, width: int) -> No
         write_label(root / "labels" / f"{sample.id}.png", sample.label.astype(np.uint8))
 
 
-def suite(args: argparse.Namespace, data_root: Path) -> dict:
+def suite(args: argparse.Namespace, data_root: Path, save_predictions: bool = False) -> dict:
     if args.dataset == "folder":
         dataset = {"name": "scenes", "type": "folder", "root": str(data_root), "num_classes": 6}
     else:
@@ -72,7 +77,8 @@ def suite(args: argparse.Namespace, data_root: Path) -> dict:
     return {"name": "overhead", "device": args.device, "batch_size": args.batch_size,
             "num_workers": args.workers, "datasets": [dataset],
             "models": [{"name": args.arch, "type": "builtin", "arch": args.arch}],
-            "metrics": {"accuracy": {}, "boundary": None, "distance": None}}
+            "metrics": {"accuracy": {}, "boundary": None, "distance": None},
+            "save_predictions": save_predictions}
 
 
 def run_segbench(suite_file: Path, run_dir: Path, threads: int | None) -> tuple[float, float]:
@@ -118,18 +124,22 @@ def main(argv: list[str] | None = None) -> None:
     net, meta = load_demo_weights(args.arch)
     net = net.to(device).eval()
     batches = preload(args, meta["mean"], meta["std"], device)
-    bare, harness, walls = [], [], []
+    bare, harness, walls, saving = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.dataset == "folder":
             write_folder_dataset(tmp / "data", args.images, args.height, args.width)
         suite_file = tmp / "suite.yaml"
         suite_file.write_text(yaml.safe_dump(suite(args, tmp / "data")))
+        saving_file = tmp / "saving.yaml"
+        saving_file.write_text(yaml.safe_dump(suite(args, tmp / "data", save_predictions=True)))
         for repeat in range(args.repeats):
             bare.append(args.images / bare_loop(net, batches, device))
             seconds, wall = run_segbench(suite_file, tmp / f"run{repeat}", args.threads)
             harness.append(args.images / seconds)
             walls.append(args.images / wall)
+            if args.save_predictions:
+                saving.append(args.images / run_segbench(saving_file, tmp / f"saving{repeat}", args.threads)[0])
     name = device_name(device) if device.type == "cuda" else cpu_name()
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f} over {os.cpu_count()} cores")
@@ -142,6 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     overhead = statistics.median(bare) / statistics.median(harness) - 1
     target = 0.10 if device.type == "cuda" else 0.15
     print(f"overhead: {overhead:+.1%} (target <= {target:.0%}: {'met' if overhead <= target else 'NOT met'})")
+    if saving:
+        cost = statistics.median(harness) / statistics.median(saving) - 1
+        print(f"segbench run, save_predictions: {statistics.median(saving):7.2f} images/s   "
+              f"({', '.join(f'{v:.2f}' for v in saving)})")
+        print(f"saving predictions: {cost:+.1%} of the evaluation time "
+              f"(target <= 10%: {'met' if cost <= 0.10 else 'NOT met'})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,6 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads, both sides")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dataset", choices=["folder", "synthetic"], default="folder")
+    parser.add_argument("--save-predictions", action="store_true",
+                        help="also time a run that saves its predictions")
     return parser.parse_args(argv)
 
 

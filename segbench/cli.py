@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pandas as pd
 import typer
@@ -17,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from segbench.errors import UserError
+
+if TYPE_CHECKING:
+    from segbench.store import RunResults
 
 app = typer.Typer(help="Benchmark and evaluate semantic segmentation models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,20 +31,22 @@ LEADERBOARD_PERCENT = ("mIoU", "aAcc", "mAcc", "mDice", "mBF", "mBIoU")
 LEADERBOARD_PIXELS = ("mHD95",)
 
 
-def fail(error: UserError) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+def fail(error: UserError, rank: int | None = None) -> None:
+    where = "" if rank is None else f"rank {rank}: "
+    err_console.print(f"[bold red]error:[/] {where}{error}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 class RichReporter:
     """One progress bar per cell, on stderr so stdout ends with the run folder's path."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, shard_note: str = "") -> None:
         self.progress = progress
+        self.shard_note = shard_note
         self.task = None
 
     def cell_started(self, cell_id: str, total: int) -> None:
-        self.task = self.progress.add_task(cell_id, total=total)
+        self.task = self.progress.add_task(cell_id + self.shard_note, total=total)
 
     def advance(self, count: int) -> None:
         self.progress.advance(self.task, count)
@@ -91,16 +96,21 @@ def run(
     usage or suite error (nothing is written).
     """
     from segbench.api import execute
+    from segbench.distributed import world_from_env
     from segbench.store import load
 
+    world = world_from_env()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err_console) as progress:
+        # Under torchrun, rank 0 alone shows progress (of its own shard) and prints the results.
+        with Progress(*columns, console=err_console, disable=not world.main) as progress:
             outcome = execute(suite, run_dir=run_dir, out=out, device=device, resume=resume,
-                              reporter=RichReporter(progress))
+                              reporter=RichReporter(progress, _shard_note(world.size)) if world.main else None)
     except UserError as error:
-        fail(error)
+        fail(error, world.rank if world.size > 1 else None)
+    if not world.main:
+        raise typer.Exit(0 if outcome.ok else 1)
     results = load(outcome.run_dir)
     if not results.summary.empty:
         out_console.print(leaderboard_table(results.summary, results.manifest["suite_name"]))
@@ -108,6 +118,10 @@ def run(
         err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
     print(outcome.run_dir)
     raise typer.Exit(0 if outcome.ok else 1)
+
+
+def _shard_note(world_size: int) -> str:
+    return f" (rank 0's shard of {world_size})" if world_size > 1 else ""
 
 
 class ReportFormat(str, Enum):
@@ -160,6 +174,8 @@ def report(
                             resamples=resamples, seed=seed, alpha=alpha)
     try:
         results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
+        if chosen == "html" and out is not None:
+            options.galleries = _galleries(results, out)
         text = render(results, chosen, options)
     except UserError as error:
         fail(error)
@@ -169,6 +185,17 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(out)
+
+
+def _galleries(results: "RunResults", report: Path) -> dict[str, str]:
+    """Galleries of each model's worst images beside an HTML report, when predictions were saved."""
+    from segbench.gallery import worst_galleries
+
+    report.parent.mkdir(parents=True, exist_ok=True)
+    links, notes = worst_galleries(results, report)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    return links
 
 
 @app.command()
@@ -220,6 +247,47 @@ def check(
     count = int(result.table["regressed"].sum())
     print(f"{count} regression(s)" if count else f"no regression ({len(result.table)} checks)")
     raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def show(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders whose suites had save_predictions: true."),
+    out: Path = typer.Option(..., help="The gallery: one self-contained HTML file."),
+    dataset: Optional[str] = typer.Option(None, help="The dataset shown; needed when the runs have several."),
+    model: Optional[list[str]] = typer.Option(None, help="A model shown (repeat it, in order); default: every "
+                                              "model with saved predictions."),
+    worst: Optional[int] = typer.Option(None, help="The N images where a model does worst (default: 10, "
+                                        "for each model)."),
+    by: str = typer.Option("mIoU", help="The per-image figure of --worst: mIoU, aAcc, mAcc, mBF, mHD95, ..."),
+    of: Optional[str] = typer.Option(None, help="--worst for this model only."),
+    disagree: Optional[int] = typer.Option(None, help="The N images where the first two models' predictions "
+                                           "differ on the largest share of labelled pixels."),
+    images: Optional[list[str]] = typer.Option(None, help="An image id to show (repeat it)."),
+    prefer: Prefer = typer.Option(Prefer.newest, help="As for report: which result of a (model, dataset) "
+                                  "found in several run folders is shown."),
+    full_max: Optional[int] = typer.Option(None, min=64, help="Bound the longer side of the pictures a click "
+                                           "shows (default: full size). Full-size photographs are most of a "
+                                           "gallery's size: about 0.5 MB each at 2048x1024."),
+) -> None:
+    """A gallery of image, ground truth, each model's prediction and its error map, with per-image figures.
+
+    One self-contained HTML file: thumbnails, a click shows the picture at full size.
+    """
+    from segbench.gallery import gallery
+    from segbench.report import merge_runs
+    from segbench.store import atomic_write_bytes, load
+
+    try:
+        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
+        text, notes = gallery(results, dataset=dataset, models=model or None, worst_count=worst, by=by, of=of,
+                              disagree_count=disagree, image_ids=images or None, full_max=full_max)
+    except UserError as error:
+        fail(error)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    atomic_write_bytes(out, text.encode("utf-8"))
+    err_console.print(f"gallery: {len(text) / 2**20:.1f} MB", highlight=False)
+    print(out)
 
 
 class ListWhat(str, Enum):

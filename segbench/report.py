@@ -510,6 +510,8 @@ class ReportOptions:
     resamples: int = 1000
     seed: int = 0
     alpha: float = 0.05
+    galleries: dict[str, str] = field(default_factory=dict)
+    """HTML: links (text -> href) to galleries of saved predictions (``gallery.worst_galleries``)."""
 
 
 @dataclass
@@ -605,6 +607,10 @@ def _html_document(document: Document, results: RunResults, options: ReportOptio
                  _png(_per_class_figure(results, dataset, options.per_class_metric, models)), to_html(table)]
     if document.published:
         body += [f"<h2>{html.escape(document.published.title)}</h2>", to_html(document.published)]
+    if options.galleries:
+        body += ["<h2>Worst images</h2>",
+                 "<ul>" + "".join(f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>'
+                                  for text, href in options.galleries.items()) + "</ul>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>segbench report: {html.escape(document.title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")

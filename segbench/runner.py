@@ -18,16 +18,18 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from segbench import __version__
 from segbench.data.base import SegDataset
+from segbench.distributed import World, joined, portable, world_from_env
 from segbench.environment import environment, resolve_device
 from segbench.errors import UserError
 from segbench.metrics.checks import validate_pair
 from segbench.models.mmseg_adapter import check_model as check_mmseg_model
 from segbench.models.base import ModelAdapter
 from segbench.models.torch_adapter import import_factory
+from segbench.prediction_writer import PredictionWriter, discard, joined as joined_predictions
 from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 from segbench.store import CellOutput, RunStore
@@ -91,35 +93,112 @@ def check_models(suite: Suite) -> None:
             raise
 
 
+@dataclass
+class Shard:
+    """What one rank made of its part of a cell: metric states (tensors on the CPU), or its error."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    image_ids: list[str] = field(default_factory=list)
+    invalid: dict[str, int] = field(default_factory=dict)  # image id -> invalid label pixels
+    predictions: Path | None = None  # this rank's staged prediction PNGs (save_predictions)
+    error: str | None = None
+    traceback: str | None = None
+
+
+class CellFailed(Exception):
+    """A rank could not evaluate its shard; carries that rank's traceback."""
+
+    def __init__(self, message: str, traceback_text: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback_text
+
+
 def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.device,
-                  reporter: Reporter, profiled: dict[tuple, tuple] | None = None) -> CellOutput:
-    info = dataset.info
-    adapter = MODELS[cell.model.type](cell.model, info, device)
-    if adapter.num_classes != info.num_classes:
-        raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
-                        f"{info.name!r} has {info.num_classes}")
-    metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device, **options.model_dump())
-               for name, options in cell.metrics if options is not None}
-    loader = DataLoader(dataset, batch_size=suite.batch_size, num_workers=suite.num_workers,
-                        collate_fn=list, pin_memory=device.type == "cuda")
-    invalid: dict[str, int] = {}
+                  reporter: Reporter, profiled: dict[tuple, tuple] | None = None,
+                  world: World = World(), staging: Path | None = None) -> CellOutput | None:
+    """Evaluate this rank's shard, then on rank 0 merge all shards into the cell's output (None elsewhere).
+
+    Saved predictions are staged in a temporary folder under ``staging`` (the
+    run's cells/ folder; None: the system's temporary folder) that
+    ``RunStore.write_cell`` moves into the cell folder.
+    """
     started = time.perf_counter()
-    reporter.cell_started(cell.id, len(dataset))
-    for samples in loader:
-        predictions = adapter.predict([s.image for s in samples], [s.id for s in samples])
-        for sample, prediction in zip(samples, predictions):
-            label = torch.from_numpy(sample.label).to(device, non_blocking=True)
-            label, invalid[sample.id] = validate_pair(prediction, label, info.num_classes,
-                                                      info.ignore_index, sample.id,
-                                                      cell.dataset.invalid_labels)
-            for metric in metrics.values():
-                metric.update(prediction, label, sample.id)
-        reporter.advance(len(samples))
-    seconds = time.perf_counter() - started
-    output = _cell_output(cell, dataset, adapter.provenance(), metrics, invalid, seconds)
+    adapter, shard = _evaluate_shard(cell, dataset, suite, device, reporter, world, staging)
+    shards = world.gather(shard)
+    if not world.main:
+        return None
+    failed = {rank: part for rank, part in enumerate(shards) if part.error is not None}
+    if failed:
+        discard([part.predictions for part in shards])
+        messages = [f"rank {rank}: {part.error}" if world.size > 1 else part.error
+                    for rank, part in failed.items()]
+        raise CellFailed("; ".join(messages), next(iter(failed.values())).traceback)
+    metrics = _merged(shards, dataset)
+    invalid = {image_id: count for part in shards for image_id, count in part.invalid.items()}
+    output = _cell_output(cell, dataset, adapter.provenance(), metrics, invalid,
+                          time.perf_counter() - started)
+    output.record["world_size"] = world.size
+    output.predictions = joined_predictions([part.predictions for part in shards])
     if cell.efficiency is not None:
         _add_efficiency(output, cell, adapter, dataset, device, {} if profiled is None else profiled)
     return output
+
+
+def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.device,
+                    reporter: Reporter, world: World,
+                    staging: Path | None = None) -> tuple[ModelAdapter | None, Shard]:
+    """This rank's images of the cell through the model and the metric states; errors are returned."""
+    writer = None
+    try:
+        info = dataset.info
+        adapter = MODELS[cell.model.type](cell.model, info, device)
+        if adapter.num_classes != info.num_classes:
+            raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
+                            f"{info.name!r} has {info.num_classes}")
+        metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device, **options.model_dump())
+                   for name, options in cell.metrics if options is not None}
+        indices = world.shard(len(dataset))
+        loader = DataLoader(Subset(dataset, indices), batch_size=suite.batch_size,
+                            num_workers=suite.num_workers, collate_fn=list,
+                            pin_memory=device.type == "cuda")
+        shard = Shard()
+        if cell.save_predictions:
+            writer = PredictionWriter(staging, cell.id, info.colours())
+        reporter.cell_started(cell.id, len(indices))
+        for samples in loader:
+            predictions = adapter.predict([s.image for s in samples], [s.id for s in samples])
+            for sample, prediction in zip(samples, predictions):
+                label = torch.from_numpy(sample.label).to(device, non_blocking=True)
+                shard.image_ids.append(sample.id)
+                label, shard.invalid[sample.id] = validate_pair(
+                    prediction, label, info.num_classes, info.ignore_index, sample.id,
+                    cell.dataset.invalid_labels)
+                if writer is not None:
+                    writer.submit(sample.id, prediction)
+                for metric in metrics.values():
+                    metric.update(prediction, label, sample.id)
+            reporter.advance(len(samples))
+        if writer is not None:
+            shard.predictions = writer.close()
+        shard.metrics = {name: portable(metric) for name, metric in metrics.items()}
+        return adapter, shard
+    except Exception as error:  # travels to rank 0, which fails the cell with it
+        if writer is not None:
+            writer.abort()
+        return None, Shard(error=_describe(error), traceback=traceback.format_exc())
+
+
+def _merged(shards: list[Shard], dataset: SegDataset) -> dict[str, Any]:
+    """The shards' states merged in rank order; every image of the dataset exactly once, in order."""
+    metrics = shards[0].metrics
+    for shard in shards[1:]:
+        for name, metric in metrics.items():
+            metric.merge(shard.metrics[name])
+    seen = [image_id for shard in shards for image_id in shard.image_ids]
+    if seen != dataset.ids():
+        raise RuntimeError(f"the ranks evaluated {len(seen)} images ({len(set(seen))} distinct), not the "
+                           f"{len(dataset)} of rank 0's dataset in its order: do all ranks see the same data?")
+    return metrics
 
 
 def _add_efficiency(output: CellOutput, cell: Cell, adapter: ModelAdapter, dataset: SegDataset,
@@ -181,51 +260,98 @@ def _is_done(store: RunStore, cell: Cell, fingerprint: str) -> bool:
 
 def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume: bool = True,
               reporter: Reporter | None = None, suite_source: dict[str, Any] | None = None) -> RunOutcome:
-    """Evaluate every cell of ``suite`` into ``run_dir``; user mistakes raise before anything is written."""
+    """Evaluate every cell of ``suite`` into ``run_dir``; user mistakes raise before anything is written.
+
+    Under torchrun every rank calls this: the datasets are sharded across the
+    ranks, rank 0 merges and writes (into its ``run_dir``), and every rank
+    returns rank 0's outcome.
+    """
     load_plugins()
     reporter = reporter or Reporter()
-    torch_device = resolve_device(device or suite.device)
+    world = world_from_env()
+    torch_device = world.device(resolve_device(device or suite.device))
     datasets = build_datasets(suite)
     check_models(suite)
+    with joined(world, torch_device):
+        run_dir = world.broadcast(run_dir)
+        plan = _plan(suite, run_dir, resume, suite_source, torch_device, datasets, world) if world.main else None
+        to_run = world.broadcast(None if plan is None else plan.to_run)
+        outcome = RunOutcome(run_dir)
+        profiled: dict[tuple, tuple] = {}  # efficiency rows by (model, input size, classes), for this session
+        for cell in suite.cells():
+            if cell.id not in to_run:
+                outcome.statuses[cell.id] = "skipped"
+                reporter.cell_finished(cell.id, "skipped", None)
+                continue
+            if world.main:
+                plan.started(cell)
+            try:
+                output = evaluate_cell(cell, datasets[cell.dataset.name], suite, torch_device, reporter,
+                                       profiled, world, staging=run_dir / "cells")
+                if world.main:
+                    plan.store.write_cell(cell.id, output)
+                    _warn_untrained(output, cell, reporter)
+                    plan.finished(cell, "complete", seconds=output.record["eval_seconds"])
+                outcome.statuses[cell.id] = "complete"
+            except Exception as error:  # a failing cell is recorded and the run goes on
+                outcome.statuses[cell.id] = "failed"
+                outcome.errors[cell.id] = _describe(error)
+                if world.main:
+                    plan.finished(cell, "failed", error=outcome.errors[cell.id],
+                                  traceback=getattr(error, "traceback", None) or traceback.format_exc())
+            reporter.cell_finished(cell.id, outcome.statuses[cell.id], outcome.errors.get(cell.id))
+        if world.main:
+            plan.store.write_tables(plan.cell_ids)
+        return world.broadcast(outcome)
+
+
+@dataclass
+class _Plan:
+    """Rank 0's bookkeeping of a run: the store, the manifest, and the cells left to evaluate."""
+
+    store: RunStore
+    manifest: dict[str, Any]
+    cell_ids: list[str]
+    to_run: set[str]
+
+    def started(self, cell: Cell) -> None:
+        self.manifest["cells"][cell.id] |= {"status": "running", "started": _now(), "error": None,
+                                            "traceback": None}
+        self.store.write_manifest(self.manifest)
+
+    def finished(self, cell: Cell, status: str, **details: Any) -> None:
+        self.manifest["cells"][cell.id] |= {"status": status, "finished": _now(), **details}
+        self.manifest["updated"] = _now()
+        self.store.write_tables(self.cell_ids)
+        self.store.write_manifest(self.manifest)
+
+
+def _plan(suite: Suite, run_dir: Path, resume: bool, suite_source: dict[str, Any] | None,
+          device: torch.device, datasets: dict[str, SegDataset], world: World) -> _Plan:
     store = RunStore(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     store.remove_stale_temporaries()
-    manifest = _start_manifest(store, suite, suite_source, torch_device, datasets)
-    outcome = RunOutcome(run_dir)
-    cell_ids = [cell.id for cell in suite.cells()]
-    profiled: dict[tuple, tuple] = {}  # efficiency rows by (model, input size, classes), for this session
+    manifest = _start_manifest(store, suite, suite_source, device, datasets, world)
+    to_run = set()
     for cell in suite.cells():
-        dataset = datasets[cell.dataset.name]
-        entry = manifest["cells"][cell.id]
         if resume and _is_done(store, cell, manifest["datasets"][cell.dataset.name]["fingerprint"]):
-            outcome.statuses[cell.id] = "skipped"
-            entry["status"] = "complete"
-            reporter.cell_finished(cell.id, "skipped", None)
-            continue
-        entry |= {"status": "running", "started": _now(), "error": None}
-        store.write_manifest(manifest)
-        try:
-            output = evaluate_cell(cell, dataset, suite, torch_device, reporter, profiled)
-            store.write_cell(cell.id, output)
-            if output.summary["trained"] is False:
-                reporter.warn(f"{cell.id}: model {cell.model.name!r} has random weights (no checkpoint); "
-                              "its numbers are not those of a trained model (column 'trained' is False)")
-            entry |= {"status": "complete", "finished": _now(), "seconds": output.record["eval_seconds"]}
-        except Exception as error:  # a failing cell is recorded and the run goes on
-            entry |= {"status": "failed", "finished": _now(), "error": _describe(error),
-                      "traceback": traceback.format_exc()}
-            outcome.errors[cell.id] = entry["error"]
-        outcome.statuses[cell.id] = "complete" if entry["status"] == "complete" else "failed"
-        manifest["updated"] = _now()
-        store.write_tables(cell_ids)
-        store.write_manifest(manifest)
-        reporter.cell_finished(cell.id, outcome.statuses[cell.id], entry.get("error"))
-    store.write_tables(cell_ids)
-    return outcome
+            manifest["cells"][cell.id]["status"] = "complete"
+        else:
+            to_run.add(cell.id)
+    store.write_manifest(manifest)
+    return _Plan(store, manifest, [cell.id for cell in suite.cells()], to_run)
+
+
+def _warn_untrained(output: CellOutput, cell: Cell, reporter: Reporter) -> None:
+    if output.summary["trained"] is False:
+        reporter.warn(f"{cell.id}: model {cell.model.name!r} has random weights (no checkpoint); "
+                      "its numbers are not those of a trained model (column 'trained' is False)")
 
 
 def _describe(error: Exception) -> str:
     """One line for the user; DataLoader workers wrap errors in a traceback, whose last line is the point."""
+    if isinstance(error, CellFailed):
+        return str(error)
     text = str(error).strip()
     if "Original Traceback" in text:
         text = text.splitlines()[-1]
@@ -233,7 +359,7 @@ def _describe(error: Exception) -> str:
 
 
 def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] | None,
-                    device: torch.device, datasets: dict[str, SegDataset]) -> dict[str, Any]:
+                    device: torch.device, datasets: dict[str, SegDataset], world: World) -> dict[str, Any]:
     previous = store.read_manifest() if store.manifest_path().is_file() else {}
     manifest = {
         "segbench_version": __version__,
@@ -245,6 +371,8 @@ def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] 
         "suite": suite_source if suite_source is not None else suite.model_dump(mode="json"),
         "suite_resolved": suite.model_dump(mode="json"),
         "environment": environment(device),
+        "world_size": world.size,
+        "efficiency_scope": "each model measured on one device (rank 0's), never summed across ranks",
         "datasets": {name: {"fingerprint": ds.fingerprint(), "num_images": len(ds),
                             "num_classes": ds.info.num_classes, "class_names": ds.info.class_names,
                             "ignore_index": ds.info.ignore_index}

@@ -21,6 +21,7 @@ from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
 TABLES = ("summary", "per_class", "per_image", "efficiency")
+PREDICTIONS = "predictions"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -56,6 +57,7 @@ class CellOutput:
     per_class: pd.DataFrame
     per_image: pd.DataFrame
     efficiency: pd.DataFrame | None = None  # rows of the profiling pass, when this cell ran it
+    predictions: Path | None = None  # a staging folder of prediction PNGs, moved to cells/<id>/predictions
 
 
 class RunStore:
@@ -103,6 +105,8 @@ class RunStore:
             output.per_image.to_parquet(tmp / "per_image.parquet", index=False)
             if output.efficiency is not None:
                 output.efficiency.to_parquet(tmp / "efficiency.parquet", index=False)
+            if output.predictions is not None:
+                shutil.move(output.predictions, tmp / PREDICTIONS)
             (tmp / "cell.json").write_text(json.dumps(
                 {**output.record, "summary": output.summary}, indent=2, default=str) + "\n")
             final = self.cells_dir / cell_id
@@ -111,7 +115,13 @@ class RunStore:
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if output.predictions is not None:
+                shutil.rmtree(output.predictions, ignore_errors=True)
             raise
+
+    def predictions_dir(self, cell_id: str) -> Path:
+        """The saved predictions of a complete cell (when its suite had ``save_predictions``)."""
+        return self.cells_dir / cell_id / PREDICTIONS
 
     def write_tables(self, cell_ids: list[str]) -> None:
         """Rebuild the run-level tables from the complete cells among ``cell_ids``."""

@@ -151,6 +151,8 @@ class InferenceConfig(Strict):
 
 class ModelBase(Strict):
     name: str = Field(pattern=NAME_PATTERN)
+    save_predictions: bool | None = None
+    """Overrides the suite's ``save_predictions`` for this model; None: the suite's."""
 
 
 class BuiltinModelConfig(ModelBase):
@@ -285,6 +287,8 @@ class Suite(Strict):
     metrics: MetricsConfig = MetricsConfig()
     efficiency: EfficiencyConfig | None = None
     """The profiling pass; None (the default) runs none."""
+    save_predictions: bool = False
+    """Write each prediction as a palette PNG to cells/<id>/predictions/ (a model may override it)."""
 
     @field_validator("datasets", "models")
     @classmethod
@@ -297,7 +301,8 @@ class Suite(Strict):
 
     def cells(self) -> list["Cell"]:
         """Every (model, dataset) pair, models outermost, in file order."""
-        return [Cell(model, dataset, self.metrics, self.efficiency)
+        return [Cell(model, dataset, self.metrics, self.efficiency,
+                     self.save_predictions if model.save_predictions is None else model.save_predictions)
                 for model in self.models for dataset in self.datasets]
 
     def digest(self) -> str:
@@ -310,6 +315,7 @@ class Cell:
     dataset: DatasetConfig
     metrics: MetricsConfig
     efficiency: EfficiencyConfig | None = None
+    save_predictions: bool = False
 
     @property
     def id(self) -> str:
@@ -317,11 +323,13 @@ class Cell:
 
     def settings(self) -> dict[str, Any]:
         """Everything of the suite that this cell's numbers depend on (for resume)."""
-        settings = {"model": self.model.model_dump(mode="json"),
+        settings = {"model": self.model.model_dump(mode="json", exclude={"save_predictions"}),
                     "dataset": self.dataset.model_dump(mode="json"),
                     "metrics": self.metrics.model_dump(mode="json")}
         if self.efficiency is not None:  # absent, not null: suites without it keep their digests
             settings["efficiency"] = self.efficiency.model_dump(mode="json")
+        if self.save_predictions:  # likewise; a resumed run redoes the cells saved without predictions
+            settings["save_predictions"] = True
         return settings
 
 

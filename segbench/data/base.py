@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch.utils.data
 
+from segbench.data.classes import distinct_palette
+
 
 @dataclass
 class Sample:
@@ -25,6 +27,12 @@ class DatasetInfo:
     class_names: list[str]
     ignore_index: int = 255
     palette: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def colours(self) -> list[tuple[int, int, int]]:
+        """A colour per class: the dataset's palette when it has one for every class, else a fixed one."""
+        if len(self.palette) >= self.num_classes:
+            return [tuple(c) for c in self.palette[:self.num_classes]]
+        return distinct_palette(self.num_classes)
 
 
 class SegDataset(torch.utils.data.Dataset):

@@ -7,7 +7,7 @@ from typing import Any
 
 from segbench.data.base import DatasetInfo
 from segbench.data.files import FilePairsDataset, listed
-from segbench.data.io import IMAGE_EXTENSIONS
+from segbench.data.io import IMAGE_EXTENSIONS, read_palette
 from segbench.errors import DataError, UserError
 from segbench.registry import register_dataset
 
@@ -27,11 +27,13 @@ class FolderDataset(FilePairsDataset):
                             f"for num_classes={num_classes}", source=str(root))
         if class_names is None:
             class_names = [f"class_{i}" for i in range(num_classes)]
-        info = DatasetInfo(name=name, num_classes=num_classes, class_names=class_names,
-                           ignore_index=ignore_index)
         images = _files_by_stem(_folder(root, images_dir), IMAGE_EXTENSIONS)
         labels = _files_by_stem(_folder(root, labels_dir), (".png",))
         _check_pairs(root, images_dir, labels_dir, images, labels)
+        # Palette PNG labels bring their own colours: pictures of predictions use them.
+        palette = read_palette(labels[min(labels)], num_classes)
+        info = DatasetInfo(name=name, num_classes=num_classes, class_names=class_names,
+                           ignore_index=ignore_index, palette=palette)
         super().__init__(info, root, [(stem, images[stem], labels[stem]) for stem in sorted(images)])
 
 

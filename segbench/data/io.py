@@ -62,6 +62,20 @@ def read_label(path: Path) -> np.ndarray:
         return np.asarray(image).astype(np.int64)
 
 
+def read_palette(path: Path, count: int) -> list[tuple[int, int, int]]:
+    """The first ``count`` colours of a palette (mode P) label PNG; [] for any other label file.
+
+    Only the header is read, and an unreadable file gives []: it fails later, when its label is read.
+    """
+    try:
+        with Image.open(path) as image:
+            colours = (image.getpalette() or []) if image.mode == "P" else []
+    except _READ_ERRORS:
+        return []
+    triples = [tuple(colours[i:i + 3]) for i in range(0, len(colours) - 2, 3)]
+    return triples[:count] if len(triples) >= count else []
+
+
 def write_label(path: Path, label: np.ndarray,
                 palette: list[tuple[int, int, int]] | None = None) -> None:
     """Write ``label`` (HxW non-negative integers) as a PNG of indices, atomically.

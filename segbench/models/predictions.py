@@ -17,6 +17,11 @@ from segbench.registry import register_model
 DATASET_PLACEHOLDER = "{dataset}"
 
 
+def prediction_path(root: Path, image_id: str) -> Path:
+    """Where the prediction for ``image_id`` is: ``<root>/<id>.png`` (what ``save_predictions`` writes)."""
+    return Path(root) / f"{image_id}.png"
+
+
 class PredictionsAdapter(ModelAdapter):
     """Each prediction is a PNG of class indices (grey or palette) named after the image's id."""
 
@@ -35,7 +40,7 @@ class PredictionsAdapter(ModelAdapter):
         return {"type": "predictions", "root": str(self.root), "num_files": len(self._png_names)}
 
     def _read(self, image: np.ndarray, id_: str) -> torch.Tensor:
-        path = self.root / f"{id_}.png"
+        path = prediction_path(self.root, id_)
         if not path.is_file():
             raise DataError(f"prediction file not found for image {id_!r}{self._naming_hint()}",
                             source=str(path))
