@@ -165,6 +165,7 @@ def report(
                                   "run folders wins: the newest, or the one of the run folder given last."),
 ) -> None:
     """Leaderboard, per-class tables and published-vs-measured figures of one or more run folders."""
+    from segbench.atomic import atomic_write_bytes
     from segbench.report import ReportOptions, merge_runs, render
     from segbench.store import load
 
@@ -182,8 +183,7 @@ def report(
     if out is None:
         print(text, end="")
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    atomic_write_bytes(out, text.encode("utf-8"))
     print(out)
 
 
@@ -275,7 +275,8 @@ def show(
     """
     from segbench.gallery import gallery
     from segbench.report import merge_runs
-    from segbench.store import atomic_write_bytes, load
+    from segbench.atomic import atomic_write_bytes
+    from segbench.store import load
 
     try:
         results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)

@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 
+from segbench.atomic import atomic_write_bytes
 from segbench.data.base import SegDataset
 from segbench.data.io import read_label
 from segbench.errors import UserError
@@ -427,7 +428,7 @@ def worst_galleries(results: RunResults, report: Path, count: int = 10,
             notes.append(f"no gallery for dataset {dataset!r}: {error}")
             continue
         title = f"segbench gallery: {results.manifest.get('suite_name', 'segbench')}, {dataset}"
-        path.write_text(render(source, sections, title), encoding="utf-8")
+        atomic_write_bytes(path, render(source, sections, title).encode("utf-8"))
         links |= {f"{dataset}: {section.title}": f"{path.name}#{section.anchor}" for section in sections}
         notes += source.notes
     return links, notes

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import queue
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from segbench.atomic import temporary_folder
 from segbench.data.io import write_label
 from segbench.models.predictions import prediction_path
 
@@ -36,7 +36,7 @@ class PredictionWriter:
     def __init__(self, parent: Path | None, cell_id: str, palette: list[tuple[int, int, int]]) -> None:
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{cell_id}.predictions.", suffix=".tmp"))
+        self.folder = temporary_folder(parent, f".{cell_id}.predictions.")
         self.palette = palette if len(palette) <= 256 else None
         self._queue: queue.Queue = queue.Queue(maxsize=PENDING)
         self._error: BaseException | None = None

@@ -10,31 +10,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from segbench.atomic import atomic_write_bytes, temporary_folder
 from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
 TABLES = ("summary", "per_class", "per_image", "efficiency")
 PREDICTIONS = "predictions"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -99,7 +86,7 @@ class RunStore:
     def write_cell(self, cell_id: str, output: CellOutput) -> None:
         """Write the whole cell folder under a temporary name, then swap it in."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.cells_dir, prefix=f".{cell_id}.", suffix=".tmp"))
+        tmp = temporary_folder(self.cells_dir, f".{cell_id}.")
         try:
             output.per_class.to_parquet(tmp / "per_class.parquet", index=False)
             output.per_image.to_parquet(tmp / "per_image.parquet", index=False)

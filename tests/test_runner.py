@@ -205,3 +205,18 @@ def test_suite_file_paths_and_manifest_provenance(tmp_path, nets):
     assert manifest["environment"]["versions"]["torch"] == torch.__version__
     assert len(manifest["datasets"]["shapes"]["fingerprint"]) == 64
     assert manifest["cells"]["pw__shapes"]["status"] == "complete"
+
+
+def test_run_folders_get_the_modes_of_a_plain_write(tmp_path, monkeypatch):
+    """Temporary files and folders are 0600/0700; what a run leaves must be readable by the team."""
+    monkeypatch.setattr("segbench.atomic.UMASK", 0o022)
+    suite = {"name": "modes", "device": "cpu", "num_workers": 0, "save_predictions": True,
+             "datasets": [{"name": "shapes", "type": "synthetic", "num_images": 2, "height": 16, "width": 24}],
+             "models": [{"name": "fcn", "type": "builtin", "arch": "fcn"}]}
+    run_dir = segbench.run(suite, run_dir=tmp_path / "run")
+    cell = run_dir / "cells" / "fcn__shapes"
+    for path in (run_dir / "manifest.json", run_dir / "summary.parquet", cell / "cell.json",
+                 cell / "predictions" / "synth_00000.png"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    for folder in (cell, cell / "predictions"):
+        assert folder.stat().st_mode & 0o777 == 0o755, folder
