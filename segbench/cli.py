@@ -280,8 +280,12 @@ def show(
 
     try:
         results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
-        text, notes = gallery(results, dataset=dataset, models=model or None, worst_count=worst, by=by, of=of,
-                              disagree_count=disagree, image_ids=images or None, full_max=full_max)
+        with Progress(TextColumn("gallery rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("rows", total=None)
+            text, notes = gallery(results, dataset=dataset, models=model or None, worst_count=worst, by=by,
+                                  of=of, disagree_count=disagree, image_ids=images or None, full_max=full_max,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     except UserError as error:
         fail(error)
     for note in notes:

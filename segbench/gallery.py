@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,8 +312,13 @@ document.addEventListener("keydown", function (event) {
 """
 
 
-def render(source: Source, sections: list[Section], title: str, full_max: int | None = None) -> str:
-    """The gallery as one HTML document with every picture embedded; enlarged ones at most ``full_max`` px."""
+def render(source: Source, sections: list[Section], title: str, full_max: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> str:
+    """The gallery as one HTML document with every picture embedded; enlarged ones at most ``full_max`` px.
+
+    ``progress(done, total)`` is called after each row (rows of large images take a while).
+    """
+    total, done = sum(len(section.rows) for section in sections), 0
     info = source.dataset.info
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="note">Dataset {html.escape(info.name)}: {len(source.dataset)} images, '
@@ -325,7 +331,11 @@ def render(source: Source, sections: list[Section], title: str, full_max: int | 
                                      for s in sections) + "</ul>")
     for section in sections:
         body.append(f'<h2 id="{section.anchor}">{html.escape(section.title)}</h2>')
-        body += [_row(source, row, full_max) for row in section.rows]
+        for row in section.rows:
+            body.append(_row(source, row, full_max))
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(body)
@@ -389,7 +399,8 @@ def _figure(image: Image.Image, alt: str, caption: str, full_max: int | None, es
 def gallery(results: RunResults, *, dataset: str | None = None, models: list[str] | None = None,
             worst_count: int | None = None, by: str = "mIoU", of: str | None = None,
             disagree_count: int | None = None, image_ids: list[str] | None = None,
-            full_max: int | None = None) -> tuple[str, list[str]]:
+            full_max: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> tuple[str, list[str]]:
     """The gallery's HTML and its notes; by default the 10 worst images of each model by mIoU.
 
     At most one of ``worst_count``, ``disagree_count`` and ``image_ids``;
@@ -407,7 +418,7 @@ def gallery(results: RunResults, *, dataset: str | None = None, models: list[str
         sections = worst(source, count, by, of)
     name = results.manifest.get("suite_name", "segbench")
     title = f"segbench gallery: {name}, {source.dataset.info.name}"
-    return render(source, sections, title, full_max), source.notes
+    return render(source, sections, title, full_max, progress), source.notes
 
 
 def worst_galleries(results: RunResults, report: Path, count: int = 10,

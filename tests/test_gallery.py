@@ -61,7 +61,10 @@ def test_worst_images_are_the_lowest_of_per_image_parquet(run_dir, tmp_path):
 
 
 def test_worst_by_a_distance_is_the_highest_and_each_model_gets_a_section(run_dir):
-    page, _ = gallery(segbench.load(run_dir), worst_count=2, by="mHD95")
+    calls = []
+    page, _ = gallery(segbench.load(run_dir), worst_count=2, by="mHD95",
+                      progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     per_image = pd.read_parquet(run_dir / "per_image.parquet")
     expected = [per_image[per_image["model"] == m].nlargest(2, "mHD95")["image_id"].tolist()
                 for m in ("fcn", "unet")]
