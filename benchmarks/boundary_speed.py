@@ -6,7 +6,10 @@ a few ignore blobs, and a prediction whose region borders wander by a few
 pixels, with some regions wrong or missing (right on about 85 % of pixels).
 
 - segbench: BoundaryMetric.update + DistanceMetric.update, as the runner
-  calls them (the second reuses the first's distances);
+  calls them (the second reuses the first's distances); on CPU tensors its
+  numpy path, with torch's thread count (two halves of the work overlap when
+  it is 2 or more) and with one thread; also its torch path (what CUDA
+  tensors take) forced on the CPU, which decides the CPU default;
 - cKDTree: the straightforward exact way: the same one-pass boundary
   extraction, an unbounded scipy cKDTree query per class and direction, BIoU
   bands from scipy min/max filters over the class maps;
@@ -17,16 +20,20 @@ pixels, with some regions wrong or missing (right on about 85 % of pixels).
 
 All three give per class BF precision, recall and F, BIoU intersection and
 union, HD and HD95, which must be identical. Images are cycled, so that no
-call sees the image of the call before it. Also timed: the accuracy group,
-and the built-in DeepLabV3's forward pass on an image of that size.
+call sees the image of the call before it (segbench would reuse its work).
+Also timed: the accuracy group, and the built-in DeepLabV3's forward pass on
+an image of that size. With ``--device cuda``: segbench on CUDA tensors (its
+torch path on the GPU, values checked against the CPU's) and the forward pass
+on that GPU as well.
 
     PYTHONPATH=. python benchmarks/boundary_speed.py [--images N] [--repeats N] [--edt-repeats N]
-                                                     [--no-forward]
+                                                     [--no-forward] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import time
@@ -40,7 +47,7 @@ from torch import Tensor
 
 from segbench.metrics.boundary import BoundaryMetric, biou_width
 from segbench.metrics.confusion import AccuracyMetric
-from segbench.metrics.contours import class_boundaries, class_maps, image_diagonal
+from segbench.metrics.contours import class_boundaries, class_maps, image_diagonal, torch_on_cpu
 from segbench.metrics.distance import DistanceMetric
 
 NUM_CLASSES = 19
@@ -76,6 +83,20 @@ def segbench_figures(pred: Tensor, label: Tensor) -> Figures:
     distance.update(pred, label, "x")
     record = boundary.records[0] | distance.records[0]
     return {key: np.array(record[key], dtype=np.float64) for key in KEYS}
+
+
+def segbench_torch_figures(pred: Tensor, label: Tensor) -> Figures:
+    with torch_on_cpu():
+        return segbench_figures(pred, label)
+
+
+def segbench_one_thread_figures(pred: Tensor, label: Tensor) -> Figures:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return segbench_figures(pred, label)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _scores(directed: list[Directed | None], present: np.ndarray, shape: tuple[int, int]) -> Figures:
@@ -146,19 +167,38 @@ def accuracy_update(pred: Tensor, label: Tensor) -> None:
 
 
 def seconds(function: Callable[..., object], *args: object) -> float:
+    """Wall time of one call; on a GPU, from a synchronized start to a synchronized end."""
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     function(*args)
+    synchronize()
     return time.perf_counter() - start
 
 
-def forward_seconds(repeats: int) -> tuple[float, str]:
+def forward_seconds(repeats: int, device: str) -> tuple[float, str]:
     from segbench.models.nets import ARCHS
-    net = ARCHS["deeplabv3"](NUM_CLASSES).eval()
-    image = torch.randn(1, 3, HEIGHT, WIDTH)
+    net = ARCHS["deeplabv3"](NUM_CLASSES).eval().to(device)
+    image = torch.randn(1, 3, HEIGHT, WIDTH, device=device)
     with torch.inference_mode():
         net(image)  # warm-up
         times = [seconds(net, image) for _ in range(repeats)]
-    return statistics.median(times), "built-in deeplabv3, random weights, 1x3x1024x2048 float32, CPU"
+    threads = f"CPU, {torch.get_num_threads()} threads"
+    where = threads if device == "cpu" else torch.cuda.get_device_name(device)
+    return statistics.median(times), f"built-in deeplabv3, random weights, 1x3x1024x2048 float32, {where}"
+
+
+def check_identical(images: list[tuple[Tensor, Tensor]], device: str) -> None:
+    ways = {"cKDTree": kd_tree_figures, "per-class EDT": edt_figures,
+            "segbench's torch path": segbench_torch_figures}
+    for pred, label in images:
+        ours = segbench_figures(pred, label)
+        theirs = {name: way(pred, label) for name, way in ways.items()}
+        if device != "cpu":
+            theirs[f"segbench on {device}"] = segbench_figures(pred.to(device), label.to(device))
+        for name, figures in theirs.items():
+            for key in KEYS:
+                assert np.array_equal(ours[key], figures[key], equal_nan=True), f"{key} differs from {name}"
 
 
 def main() -> None:
@@ -167,23 +207,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9, help="timed calls of segbench and cKDTree")
     parser.add_argument("--edt-repeats", type=int, default=1, help="timed calls of the per-class EDT way")
     parser.add_argument("--no-forward", action="store_true", help="skip timing DeepLabV3's forward pass")
+    parser.add_argument("--device", default="cpu", help="also time segbench and the forward pass there")
     args = parser.parse_args()
     if args.images < 2:
         parser.error("--images must be at least 2: segbench reuses the work of an identical image")
 
     images = [make_pair(seed) for seed in range(args.images)]
-    for pred, label in images:
-        ours, kd, edt = segbench_figures(pred, label), kd_tree_figures(pred, label), edt_figures(pred, label)
-        for key in KEYS:
-            for name, theirs in (("cKDTree", kd), ("per-class EDT", edt)):
-                assert np.array_equal(ours[key], theirs[key], equal_nan=True), f"{key} differs from {name}"
+    check_identical(images, args.device)
 
-    ways = {"segbench": segbench_figures, "cKDTree": kd_tree_figures, "accuracy group": accuracy_update}
+    ways = {"segbench": segbench_figures, "segbench one thread": segbench_one_thread_figures,
+            "segbench torch path": segbench_torch_figures, "cKDTree": kd_tree_figures,
+            "accuracy group": accuracy_update}
     times: dict[str, list[float]] = {name: [] for name in ways}
-    for i in range(args.repeats):  # interleaved, so that load on the machine hits all alike
+    calls = itertools.count()  # each call gets another image than the call before it
+    for _ in range(args.repeats):  # interleaved, so that load on the machine hits all alike
         for name, way in ways.items():
-            times[name].append(seconds(way, *images[i % len(images)]))
+            times[name].append(seconds(way, *images[next(calls) % len(images)]))
     times["per-class EDT"] = [seconds(edt_figures, *images[i % len(images)]) for i in range(args.edt_repeats)]
+    if args.device != "cpu":
+        on_device = [(pred.to(args.device), label.to(args.device)) for pred, label in images]
+        segbench_figures(*on_device[-1])  # warm-up
+        times["device"] = [seconds(segbench_figures, *on_device[i % len(on_device)])
+                           for i in range(args.repeats)]
     ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
     pred_map, label_map = class_maps(*images[0], NUM_CLASSES, IGNORE_INDEX)
@@ -196,17 +241,25 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f} at the end; medians of {args.repeats} calls "
           f"({args.edt_repeats} for the per-class EDT)")
     print("values: identical (BF precision, recall, F, BIoU intersection and union, HD, HD95, every class)")
-    print(f"segbench boundary + distance groups: {ms['segbench']:9.1f} ms/image")
-    print(f"cKDTree per class, min/max filters:  {ms['cKDTree']:9.1f} ms/image   "
-          f"({ms['cKDTree'] / ms['segbench']:.1f}x segbench's time)")
-    print(f"per-class EDT (MONAI-style):         {ms['per-class EDT']:9.1f} ms/image   "
-          f"({ms['per-class EDT'] / ms['segbench']:.1f}x segbench's time)")
+    print(f"segbench boundary + distance groups: {ms['segbench']:9.1f} ms/image   "
+          f"({torch.get_num_threads()} torch threads)")
+    print(f"  the same, one thread:              {ms['segbench one thread']:9.1f} ms/image")
+    print(f"  the same, torch path on the CPU:   {ms['segbench torch path']:9.1f} ms/image")
+    for name, label in (("cKDTree", "cKDTree per class, min/max filters: "),
+                        ("per-class EDT", "per-class EDT (MONAI-style):        ")):
+        print(f"{label} {ms[name]:9.1f} ms/image   ({ms[name] / ms['segbench']:.1f}x segbench's time, "
+              f"{ms[name] / ms['segbench one thread']:.1f}x its one-thread time)")
     print(f"accuracy group:                      {ms['accuracy group']:9.1f} ms/image")
     if not args.no_forward:
-        forward, what = forward_seconds(repeats=3)
+        forward, what = forward_seconds(3, "cpu")
         total = ms["segbench"] + ms["accuracy group"]
         print(f"forward pass ({what}): {forward * 1e3:.0f} ms/image; all three metric groups: "
               f"{total:.0f} ms/image = {total / (forward * 1e3):.0%} of it")
+        if args.device != "cpu":
+            forward, what = forward_seconds(3, args.device)
+            share = ms["device"] / (forward * 1e3)
+            print(f"forward pass ({what}): {forward * 1e3:.1f} ms/image; boundary + distance groups on "
+                  f"{args.device} tensors: {ms['device']:.1f} ms/image = {share:.0%} of it")
 
 
 if __name__ == "__main__":

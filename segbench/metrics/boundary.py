@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from segbench.metrics.base import MetricResult
-from segbench.metrics.contours import (BoundaryPair, boundary_pair, column_means, image_diagonal,
-                                       mean_of_defined)
+from segbench.metrics.contours import (Array, BoundaryPair, astype, boundary_pair, column_means, for_both,
+                                       image_diagonal, mean_of_defined, namespace, to_numpy)
 from segbench.registry import register_metric
 
 DEFAULT_TOLERANCE = 0.0075
@@ -93,22 +93,23 @@ def _along(axis: int, part: slice) -> tuple[slice, ...]:
     return (slice(None),) * axis + (part,)
 
 
-def _window_any(mask: np.ndarray, axis: int, before: int, after: int) -> np.ndarray:
+def _window_any(mask: Array, axis: int, before: int, after: int) -> Array:
     """out[i] = any(mask[i - before .. i + after]) along ``axis``; positions off the array count as False.
 
     By doubling: after k steps a cell holds the OR of 2^k cells, and two
     overlapping such spans cover the window. About log2(window) passes.
     """
+    xp = namespace(mask)
     n = mask.shape[axis]
     window = before + after + 1
     shape = list(mask.shape)
     shape[axis] = n + window - 1
-    spans = np.zeros(shape, dtype=bool)
+    spans = xp.zeros(tuple(shape), dtype=xp.bool, device=mask.device)
     spans[_along(axis, slice(before, before + n))] = mask
-    spare = np.empty_like(spans)
+    spare = xp.empty_like(spans)
     span = 1
     while 2 * span <= window:
-        np.logical_or(spans[_along(axis, slice(None, -span))], spans[_along(axis, slice(span, None))],
+        xp.logical_or(spans[_along(axis, slice(None, -span))], spans[_along(axis, slice(span, None))],
                       out=spare[_along(axis, slice(None, -span))])
         spare[_along(axis, slice(-span, None))] = spans[_along(axis, slice(-span, None))]
         spans, spare = spare, spans
@@ -116,15 +117,16 @@ def _window_any(mask: np.ndarray, axis: int, before: int, after: int) -> np.ndar
     return spans[_along(axis, slice(0, n))] | spans[_along(axis, slice(window - span, window - span + n))]
 
 
-def _changes_ahead(classes: np.ndarray, axis: int) -> np.ndarray:
+def _changes_ahead(classes: Array, axis: int) -> Array:
     """True where the next pixel along ``axis`` has another value or is off the image."""
-    changes = np.ones(classes.shape, dtype=bool)
-    np.not_equal(classes[_along(axis, slice(1, None))], classes[_along(axis, slice(None, -1))],
+    xp = namespace(classes)
+    changes = xp.ones(classes.shape, dtype=xp.bool, device=classes.device)
+    xp.not_equal(classes[_along(axis, slice(1, None))], classes[_along(axis, slice(None, -1))],
                  out=changes[_along(axis, slice(None, -1))])
     return changes
 
 
-def inner_bands(classes: np.ndarray, width: int) -> np.ndarray:
+def inner_bands(classes: Array, width: int) -> Array:
     """True at the pixels in the inner band, ``width`` deep, of their own class's mask (-1 pixels: never).
 
     The erosion of a mask by a 3x3 square applied d times keeps the pixels
@@ -142,17 +144,18 @@ def inner_bands(classes: np.ndarray, width: int) -> np.ndarray:
     return (near_in_column | _window_any(near_in_row, 0, d, d)) & (classes >= 0)
 
 
-def boundary_iou_counts(pred_map: np.ndarray, label_map: np.ndarray, width: int,
+def boundary_iou_counts(pred_map: Array, label_map: Array, width: int,
                         num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Per class: the intersection and union (pixel counts, int64) of the two inner bands of one image.
 
     One bincount over a code of (prediction + 1, label + 1, in the prediction's
-    band, in the label's band): 4 (K + 1)^2 bins.
+    band, in the label's band): 4 (K + 1)^2 bins. The work runs where the maps
+    are; only the counts come to the CPU.
     """
-    pred_band = inner_bands(pred_map, width)
-    label_band = inner_bands(label_map, width)
+    xp = namespace(pred_map)
+    pred_band, label_band = for_both(inner_bands, (pred_map, width), (label_map, width))
     k1 = num_classes + 1
-    code = pred_map.astype(np.int16 if 4 * k1 * k1 <= 2**15 else np.int64)
+    code = astype(pred_map, xp.int16 if 4 * k1 * k1 <= 2**15 else xp.int64)
     code += 1
     code *= k1
     code += label_map
@@ -161,7 +164,7 @@ def boundary_iou_counts(pred_map: np.ndarray, label_map: np.ndarray, width: int,
     code |= pred_band
     code <<= 1
     code |= label_band
-    counts = np.bincount(code.ravel(), minlength=4 * k1 * k1).reshape(k1, k1, 2, 2)
+    counts = to_numpy(xp.bincount(code.ravel(), minlength=4 * k1 * k1)).reshape(k1, k1, 2, 2)
     intersection = np.diagonal(counts[1:, 1:, 1, 1]).astype(np.int64)
     pred_sizes = counts[1:, :, 1, :].sum(axis=(1, 2))
     label_sizes = counts[:, 1:, :, 1].sum(axis=(0, 2))
@@ -208,7 +211,8 @@ class BoundaryMetric:
     A record holds the image's mBF and mBIoU, its per-class BF, precision and
     recall (NaN: not evaluated), and its per-class band intersection and
     union counts, so the figures of any subset of images can be recomputed
-    (:func:`boundary_figures`). Work happens on the CPU, whatever ``device``.
+    (:func:`boundary_figures`). The work runs where the tensors are
+    (:mod:`segbench.metrics.contours`), whatever ``device``.
     """
 
     name = "boundary"

@@ -27,14 +27,28 @@ boundary pixel x of class c and the other map (:func:`nearest_distances`):
   4-neighbour nearer still). Offsets of increasing length up to RING_RADIUS
   find it when near; further pixels get bounds from one exact KD-tree query
   per class and CELL x CELL cell.
+
+Where the tensors are (:func:`class_maps`), the bulk of the work runs: with
+numpy for CPU tensors (faster there than torch's CPU kernels), with torch on
+the tensors' device otherwise, in the same code (:func:`namespace`). Only the
+boundary pixels' coordinates and distance bounds move to the CPU, where
+:class:`Distances` makes the few exact queries with KD-trees. The two maps,
+and the two directions, are worked on at once when torch may use two threads
+(:func:`for_both`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
@@ -44,7 +58,7 @@ NOT_A_CLASS = -1
 RING_RADIUS = 2   # outside the other mask: offsets up to this length
 ROWS = 3          # inside the other mask: rows each way
 CELL = 8          # further: one exact query per class and CELL x CELL cell
-LEAF_SIZE = 32    # of the KD-trees; builds faster than scipy's 16, queries as fast
+LEAF_SIZE = 64    # of the KD-trees; builds faster than scipy's 16, queries as fast
 
 
 def _ring_offsets(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
@@ -58,6 +72,56 @@ def _ring_offsets(radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
 
 
 _RINGS = _ring_offsets(RING_RADIUS)
+
+Array = np.ndarray | Tensor  # numpy on the CPU, torch on another device (or on the CPU, see torch_on_cpu)
+_torch_on_cpu = False
+
+
+@contextmanager
+def torch_on_cpu() -> Iterator[None]:
+    """Within it, CPU tensors take the torch path too: tests and benchmarks compare the two paths."""
+    global _torch_on_cpu
+    _torch_on_cpu = True
+    try:
+        yield
+    finally:
+        _torch_on_cpu = False
+
+
+def namespace(array: Array) -> ModuleType:
+    """numpy or torch, whichever ``array`` belongs to: the boundary family's array code is written once.
+
+    It keeps to what the two spell alike (numpy 2 has ``device=``, ``concat``,
+    ``argsort(stable=...)``), and :func:`astype` and :func:`to_numpy` for the rest.
+    """
+    return torch if isinstance(array, Tensor) else np
+
+
+def astype(array: Array, dtype: np.dtype | torch.dtype) -> Array:
+    """A copy of ``array`` in ``dtype`` (always a copy, as numpy's astype)."""
+    return array.to(dtype, copy=True) if isinstance(array, Tensor) else array.astype(dtype)
+
+
+def to_numpy(array: Array) -> np.ndarray:
+    return array.cpu().numpy() if isinstance(array, Tensor) else array
+
+
+def for_both(function: Callable[..., object], *arguments: tuple) -> list:
+    """``function`` on each tuple of arguments (the two maps, or the two directions), results in order.
+
+    In two threads when torch may use two or more (``torch.get_num_threads()``,
+    the budget torch's own operations keep to): numpy's array loops and
+    scipy's KD-trees release the GIL, so the two halves overlap on two free
+    cores, and merely take turns on a busy machine.
+    """
+    if torch.get_num_threads() < 2:
+        return [function(*args) for args in arguments]
+    return list(_two_threads().map(lambda args: function(*args), arguments))
+
+
+@cache
+def _two_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(2, thread_name_prefix="segbench-boundary")
 
 
 def mean_of_defined(values: np.ndarray) -> float:
@@ -77,17 +141,23 @@ def image_diagonal(shape: tuple[int, ...]) -> float:
     return math.hypot(height, width)
 
 
-def class_maps(pred: Tensor, label: Tensor, num_classes: int,
-               ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Prediction and label as numpy maps on the CPU, -1 wherever the label is the ignore index.
+def class_maps(pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> tuple[Array, Array]:
+    """Prediction and label maps, -1 wherever the label is the ignore index: numpy arrays for CPU tensors
+    (outside :func:`torch_on_cpu`), tensors on the same device otherwise.
 
     -1 rather than the ignore index, so that an ignore index inside [0, K)
     cannot put ignore pixels in a mask. The values must be valid
     (``checks.validate_pair``); int16 holds them unless K is huge.
     """
-    dtype = np.int16 if num_classes < 2**15 else np.int32
+    small = num_classes < 2**15
+    if pred.device.type != "cpu" or _torch_on_cpu:
+        ignored = label == ignore_index
+        dtype = torch.int16 if small else torch.int32
+        return (pred.to(dtype).masked_fill(ignored, NOT_A_CLASS),
+                label.to(dtype).masked_fill(ignored, NOT_A_CLASS))
     label_np = label.cpu().numpy()
     ignored = label_np == ignore_index
+    dtype = np.int16 if small else np.int32
     pred_map = pred.cpu().numpy().astype(dtype)
     label_map = label_np.astype(dtype)
     np.copyto(pred_map, NOT_A_CLASS, where=ignored)
@@ -95,10 +165,11 @@ def class_maps(pred: Tensor, label: Tensor, num_classes: int,
     return pred_map, label_map
 
 
-def boundary_mask(classes: np.ndarray) -> np.ndarray:
+def boundary_mask(classes: Array) -> Array:
     """True at the pixels on the boundary of their own class's mask (never at -1 pixels)."""
-    mask = np.zeros(classes.shape, dtype=bool)
-    if mask.size == 0:
+    xp = namespace(classes)
+    mask = xp.zeros(classes.shape, dtype=xp.bool, device=classes.device)
+    if 0 in mask.shape:
         return mask
     mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = True
     changes = classes[1:, :] != classes[:-1, :]
@@ -115,14 +186,18 @@ def boundary_mask(classes: np.ndarray) -> np.ndarray:
 class ClassBoundaries:
     """The boundary pixels of every class mask of one map, by class, in raster order within a class."""
 
-    rows: np.ndarray     # (n,)
-    cols: np.ndarray     # (n,)
-    classes: np.ndarray  # (n,), non-decreasing
-    starts: np.ndarray   # (K + 1,): class c's pixels are [starts[c], starts[c + 1])
+    rows: Array     # (n,)
+    cols: Array     # (n,)
+    classes: Array  # (n,), non-decreasing
+    starts: Array   # (K + 1,): class c's pixels are [starts[c], starts[c + 1])
 
-    def counts(self) -> np.ndarray:
+    def counts(self) -> Array:
         """Boundary pixels per class; 0 exactly when the class is absent from the map."""
-        return np.diff(self.starts)
+        return namespace(self.starts).diff(self.starts)
+
+    def numpy(self) -> ClassBoundaries:
+        """The same, as numpy arrays on the CPU."""
+        return ClassBoundaries(*(to_numpy(a) for a in (self.rows, self.cols, self.classes, self.starts)))
 
     def points(self, c: int) -> np.ndarray:
         """(m, 2) float64 coordinates of class c's boundary pixels."""
@@ -130,39 +205,47 @@ class ClassBoundaries:
         return np.stack([self.rows[part], self.cols[part]], axis=1).astype(np.float64)
 
 
-def class_boundaries(classes: np.ndarray, num_classes: int,
-                     mask: np.ndarray | None = None) -> ClassBoundaries:
+def class_boundaries(classes: Array, num_classes: int, mask: Array | None = None) -> ClassBoundaries:
     """Every class's boundary pixels in one pass (``mask``: the map's boundary_mask, when already known)."""
-    flat = np.flatnonzero(boundary_mask(classes) if mask is None else mask)
+    xp = namespace(classes)
+    flat = xp.where((boundary_mask(classes) if mask is None else mask).ravel())[0]
     values = classes.ravel()[flat]
-    order = np.argsort(values, kind="stable")
+    order = xp.argsort(values, stable=True)
     flat, values = flat[order], values[order]
-    rows, cols = np.divmod(flat, classes.shape[1])
-    return ClassBoundaries(rows, cols, values, np.searchsorted(values, np.arange(num_classes + 1)))
+    width = classes.shape[1]
+    every_class = xp.arange(num_classes + 1, dtype=values.dtype, device=values.device)
+    return ClassBoundaries(flat // width, flat % width, values, xp.searchsorted(values, every_class))
 
 
 @dataclass(frozen=True)
 class _Target:
     """One map, prepared to answer nearest-boundary questions."""
 
-    classes: np.ndarray       # (H, W)
-    framed: np.ndarray        # the class map inside a frame of -1, RING_RADIUS wide
-    boundary: np.ndarray      # (H, W) bool
-    not_interior_rank: np.ndarray  # (H * W,): number of non-interior pixels at or before each raster position
-    not_interior_at: np.ndarray    # raster positions of the non-interior pixels, then one past the end
+    classes: Array       # (H, W)
+    framed: Array        # the class map inside a frame of -1, RING_RADIUS wide
+    boundary: Array      # (H, W) bool
+    not_interior_rank: Array  # (H * W,): number of non-interior pixels at or before each raster position
+    not_interior_at: Array    # raster positions of the non-interior pixels, then one past the end
     boundaries: ClassBoundaries
 
 
-def _target(classes: np.ndarray, num_classes: int) -> _Target:
+def _target(classes: Array, num_classes: int) -> _Target:
     """A pixel is interior when it and its 4 neighbours share a class: neither on a boundary nor -1."""
+    xp = namespace(classes)
     boundary = boundary_mask(classes)
     not_interior = (boundary | (classes == NOT_A_CLASS)).ravel()
+    height, width = classes.shape
+    framed = xp.full((height + 2 * RING_RADIUS, width + 2 * RING_RADIUS), NOT_A_CLASS, dtype=classes.dtype,
+                     device=classes.device)
+    framed[RING_RADIUS:RING_RADIUS + height, RING_RADIUS:RING_RADIUS + width] = classes
+    not_interior_at = xp.where(not_interior)[0]
+    end = xp.full((1,), height * width, dtype=not_interior_at.dtype, device=classes.device)
     return _Target(
         classes=classes,
-        framed=np.pad(classes, RING_RADIUS, constant_values=NOT_A_CLASS),
+        framed=framed,
         boundary=boundary,
-        not_interior_rank=np.cumsum(not_interior, dtype=np.int32),
-        not_interior_at=np.append(np.flatnonzero(not_interior), classes.size),
+        not_interior_rank=xp.cumsum(not_interior, 0, dtype=xp.int32),
+        not_interior_at=xp.concat([not_interior_at, end]),
         boundaries=class_boundaries(classes, num_classes, boundary),
     )
 
@@ -202,11 +285,15 @@ class Distances:
     def bounds(self, c: int, q: float) -> tuple[float, float]:
         """Bounds on np.percentile of class c's distances (q = 100: the largest), without refining.
 
-        The interpolated percentile grows with every value, so the bounds'
-        percentiles bound it (up to rounding, which callers allow for).
+        The interpolated percentile lies between the order statistics at
+        ranks floor and ceil of q/100 (n-1) (up to rounding, which callers
+        allow for): the lower bounds' statistic at the first and the upper
+        bounds' at the second bound it.
         """
         part = self.of(c)
-        return float(np.percentile(self.lower[part], q)), float(np.percentile(self.upper[part], q))
+        rank = q / 100 * (part.stop - part.start - 1)
+        return (_order_statistic(self.lower[part], math.floor(rank)),
+                _order_statistic(self.upper[part], math.ceil(rank)))
 
     def maximum(self, c: int) -> float:
         """The largest distance of class c (which must be in both maps)."""
@@ -284,32 +371,52 @@ class Distances:
         return self._trees[c]
 
 
+def _order_statistic(values: np.ndarray, rank: int) -> float:
+    """The value at ``rank`` (from 0) in sorted order."""
+    if rank == values.size - 1:
+        return float(values.max())  # much faster than a partition
+    return float(np.partition(values, rank)[rank])
+
+
 def nearest_distances(source: ClassBoundaries, target: _Target) -> Distances:
     """Distances from ``source``'s boundary pixels to ``target``'s boundaries: exact for most, else bounds.
 
-    See the module docstring for the three cases.
+    See the module docstring for the three cases. The bounds are found where
+    the maps are; the far pixels' are tightened on the CPU.
     """
-    flat = source.rows * target.classes.shape[1] + source.cols
-    inside = target.classes.ravel()[flat] == source.classes
-    on_boundary = inside & target.boundary.ravel()[flat]
-    lower = np.zeros(flat.size)
-    upper = np.zeros(flat.size)
-    interior = np.flatnonzero(inside & ~on_boundary)
-    lower[interior], upper[interior] = np.sqrt(_distances_to_not_interior(flat[interior], target))
-    outside = np.flatnonzero(~inside)
-    squared = _ring_search(source.rows[outside], source.cols[outside], source.classes[outside],
-                           target.framed)
-    lower[outside] = upper[outside] = np.sqrt(np.maximum(squared, 0))
-    far = outside[squared < 0]
-    present = target.boundaries.counts()[source.classes[far]] > 0
-    lower[far] = np.where(present, math.sqrt(RING_RADIUS**2 + 1), np.inf)  # the offsets found none nearer
-    upper[far] = np.inf
-    distances = Distances(source, target.boundaries, lower, upper)
-    distances.tighten(far[present], CELL)
+    lower, upper, far = (to_numpy(a) for a in _near_bounds(source, target))
+    distances = Distances(source.numpy(), target.boundaries.numpy(), lower, upper)
+    distances.tighten(far, CELL)
     return distances
 
 
-def _distances_to_not_interior(flat: np.ndarray, target: _Target) -> tuple[np.ndarray, np.ndarray]:
+def _near_bounds(source: ClassBoundaries, target: _Target) -> tuple[Array, Array, Array]:
+    """Lower and upper bounds (float64) from the cheap searches, and the far pixels of classes in target."""
+    xp = namespace(source.rows)
+    flat = source.rows * target.classes.shape[1] + source.cols
+    inside = target.classes.ravel()[flat] == source.classes
+    on_boundary = inside & target.boundary.ravel()[flat]
+    lower = xp.zeros(flat.shape, dtype=xp.float64, device=flat.device)
+    upper = xp.zeros(flat.shape, dtype=xp.float64, device=flat.device)
+    interior = xp.where(inside & ~on_boundary)[0]
+    low, high = _distances_to_not_interior(flat[interior], target)
+    lower[interior], upper[interior] = xp.sqrt(astype(low, xp.float64)), xp.sqrt(astype(high, xp.float64))
+    outside = xp.where(~inside)[0]
+    squared = _ring_search(source.rows[outside], source.cols[outside], source.classes[outside],
+                           target.framed)
+    lower[outside] = upper[outside] = xp.sqrt(astype(squared.clip(0), xp.float64))
+    far = outside[squared < 0]
+    present = target.boundaries.counts()[astype(source.classes[far], xp.int64)] > 0
+    lower[far] = math.inf
+    upper[far] = math.inf
+    lower[far[present]] = math.sqrt(RING_RADIUS**2 + 1)  # the offsets found none nearer
+    return lower, upper, far[present]
+
+
+_FAR = 2**62  # a squared distance larger than any
+
+
+def _distances_to_not_interior(flat: Array, target: _Target) -> tuple[Array, Array]:
     """Bounds on the squared distance from each pixel (raster position) to the nearest non-interior pixel.
 
     That is the least (r - y)^2 + h(r)^2 over rows r, with h(r) the horizontal
@@ -319,41 +426,42 @@ def _distances_to_not_interior(flat: np.ndarray, target: _Target) -> tuple[np.nd
     ROWS rows each way (bounds); the frame rows are never interior either,
     so this never leaves the image.
     """
+    xp = namespace(flat)
     width = target.classes.shape[1]
     rank, at = target.not_interior_rank, target.not_interior_at
-    best = np.full(flat.size, np.iinfo(np.int64).max)
-    todo = np.arange(flat.size)
+    best = xp.full(flat.shape, _FAR, dtype=xp.int64, device=flat.device)
+    todo = xp.arange(flat.shape[0], device=flat.device)
     position = flat
     for dy in range(ROWS + 1):
         for row_position in (position + dy * width, position - dy * width) if dy else (position,):
             ranks = rank[row_position]
-            h = np.minimum(row_position - at[ranks - 1], at[ranks] - row_position)
-            np.minimum(best[todo], h * h + dy * dy, out=h)
+            h = xp.minimum(row_position - at[ranks - 1], at[ranks] - row_position)
+            xp.minimum(best[todo], h * h + dy * dy, out=h)
             best[todo] = h
         going_on = best[todo] > (dy + 1) ** 2
         todo, position = todo[going_on], position[going_on]
-    return np.minimum(best, (ROWS + 1) ** 2), best
+    return best.clip(None, (ROWS + 1) ** 2), best
 
 
-def _ring_search(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray,
-                 framed: np.ndarray) -> np.ndarray:
+def _ring_search(rows: Array, cols: Array, classes: Array, framed: Array) -> Array:
     """Squared distance from each pixel to the nearest of its class in ``framed``; -1 beyond RING_RADIUS.
 
     The offsets are tried shortest first, so the first hit is the nearest.
     """
+    xp = namespace(rows)
     framed_width = framed.shape[1]
     flat = (rows + RING_RADIUS) * framed_width + (cols + RING_RADIUS)
     values = framed.ravel()
-    squared = np.full(flat.size, -1, dtype=np.int64)
-    todo = np.arange(flat.size)
+    squared = xp.full(flat.shape, -1, dtype=xp.int64, device=flat.device)
+    todo = xp.arange(flat.shape[0], device=flat.device)
     for length, offsets in _RINGS:
-        hit = np.zeros(todo.size, dtype=bool)
+        hit = xp.zeros(todo.shape, dtype=xp.bool, device=flat.device)
         for dy, dx in offsets:
             hit |= values[flat + (dy * framed_width + dx)] == classes
         squared[todo[hit]] = length
         missed = ~hit
         todo, flat, classes = todo[missed], flat[missed], classes[missed]
-        if todo.size == 0:
+        if todo.shape[0] == 0:
             break
     return squared
 
@@ -362,11 +470,13 @@ def _ring_search(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray,
 class BoundaryPair:
     """One image's class maps, class boundaries, and the distances between the boundaries.
 
-    Read-only, except that the distances become exact where figures ask.
+    The maps stay where :func:`class_maps` put them; the boundaries and
+    distances are on the CPU. Read-only, except that the distances become
+    exact where figures ask.
     """
 
-    pred_map: np.ndarray
-    label_map: np.ndarray
+    pred_map: Array
+    label_map: Array
     pred: ClassBoundaries
     label: ClassBoundaries
     pred_to_label: Distances
@@ -374,18 +484,23 @@ class BoundaryPair:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.label_map.shape
+        return tuple(self.label_map.shape)
 
 
-def compute_boundary_pair(pred_map: np.ndarray, label_map: np.ndarray, num_classes: int) -> BoundaryPair:
+def compute_boundary_pair(pred_map: Array, label_map: Array, num_classes: int) -> BoundaryPair:
     """Everything the boundary and distance groups need from one image's class maps (:func:`class_maps`)."""
-    pred_target = _target(pred_map, num_classes)
-    label_target = _target(label_map, num_classes)
-    return BoundaryPair(
-        pred_map, label_map, pred_target.boundaries, label_target.boundaries,
-        pred_to_label=nearest_distances(pred_target.boundaries, label_target),
-        label_to_pred=nearest_distances(label_target.boundaries, pred_target),
-    )
+    pred_target, label_target = for_both(_target, (pred_map, num_classes), (label_map, num_classes))
+    pred_to_label, label_to_pred = for_both(nearest_distances, (pred_target.boundaries, label_target),
+                                            (label_target.boundaries, pred_target))
+    return BoundaryPair(pred_map, label_map, pred_to_label.source, label_to_pred.source,
+                        pred_to_label, label_to_pred)
+
+
+def _same(a: Array, b: Array) -> bool:
+    """Equal maps of the same kind: numpy arrays, or tensors on the same device."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.device == b.device and torch.equal(a, b)
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
 
 
 class _LastPair:
@@ -403,8 +518,8 @@ class _LastPair:
     def get(self, pred: Tensor, label: Tensor, num_classes: int, ignore_index: int) -> BoundaryPair:
         pred_map, label_map = class_maps(pred, label, num_classes, ignore_index)
         pair = self.pair
-        if (pair is None or self.num_classes != num_classes or not np.array_equal(pair.pred_map, pred_map)
-                or not np.array_equal(pair.label_map, label_map)):
+        if (pair is None or self.num_classes != num_classes or not _same(pair.pred_map, pred_map)
+                or not _same(pair.label_map, label_map)):
             pair = compute_boundary_pair(pred_map, label_map, num_classes)
             self.num_classes, self.pair = num_classes, pair
         return pair

@@ -95,7 +95,8 @@ class DistanceMetric:
     A record holds the image's mHD and mHD95, its per-class HD and HD95
     (NaN: not evaluated) and per-class one-sided flags (0/1), so the figures
     of any subset of images can be recomputed (:func:`distance_figures`).
-    Work happens on the CPU, whatever ``device``.
+    The work runs where the tensors are (:mod:`segbench.metrics.contours`),
+    whatever ``device``.
     """
 
     name = "distance"

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from segbench.errors import UserError
 from segbench.metrics.boundary import BoundaryMetric, biou_width, boundary_iou_counts, parse_tolerance
-from segbench.metrics.contours import boundary_pair, class_boundaries, class_maps
+from segbench.metrics.contours import boundary_pair, class_boundaries, class_maps, torch_on_cpu
 from segbench.registry import METRICS
 from segbench.suite import BoundaryOptions, MetricsConfig, parse_suite
 
@@ -212,6 +212,52 @@ def test_dataset_figures_match_the_reference(pairs_, tolerance, dilation_ratio: 
     assert result.per_class["BIoU_union"].tolist() == union.tolist()
     assert result.per_class["BF_images"].tolist() == np.count_nonzero(
         ~np.isnan([b[2] for b in bf]), axis=0).tolist()
+
+
+# --- the torch path (CUDA tensors take it; torch_on_cpu forces it on CPU ones) ----------
+
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    for x, y in zip(a, b):
+        for key in x:
+            if key == "image_id":
+                assert x[key] == y[key]
+            else:
+                assert_same(x[key], y[key])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(pairs(), min_size=1, max_size=3), st.sampled_from([0.0075, 0.2, "1.5px"]),
+       st.sampled_from([0.02, 0.3]))
+def test_torch_path_gives_the_same_records(pairs_, tolerance, dilation_ratio: float) -> None:
+    options = {"tolerance": tolerance, "dilation_ratio": dilation_ratio}
+    with torch_on_cpu():
+        on_torch = run(pairs_, 4, **options).compute().per_image
+    assert_same_records(on_torch, run(pairs_, 4, **options).compute().per_image)
+
+
+def test_torch_path_maps_and_biou_counts_with_many_classes() -> None:
+    rng = np.random.default_rng(6)
+    pred, label = (torch.from_numpy(m) for m in rng.integers(0, 120, (2, 17, 23)))
+    label[torch.from_numpy(rng.random((17, 23)) < 0.1)] = IGNORE
+    with torch_on_cpu():
+        maps = class_maps(pred, label, 120, IGNORE)
+    assert all(isinstance(m, torch.Tensor) for m in maps)
+    assert all(isinstance(m, np.ndarray) for m in class_maps(pred, label, 120, IGNORE))
+    counts = boundary_iou_counts(*maps, 2, 120)
+    expected = reference_biou_counts(pred.numpy(), label.numpy(), 2, 120)
+    assert (counts[0].tolist(), counts[1].tolist()) == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_give_the_same_records() -> None:
+    rng = np.random.default_rng(8)
+    pairs_ = [(structured_map(rng, 61, 97, 4, ignore=False), structured_map(rng, 61, 97, 4, ignore=True))
+              for _ in range(3)]
+    on_cuda = BoundaryMetric(4, IGNORE, "cuda")
+    for i, (pred, label) in enumerate(pairs_):
+        on_cuda.update(torch.from_numpy(pred).cuda(), torch.from_numpy(label).cuda(), f"img{i}")
+    assert_same_records(on_cuda.compute().per_image, run(pairs_, 4).compute().per_image)
 
 
 # --- merge and order -------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import monai.metrics as monai_metrics
 import surface_distance
@@ -20,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
-from segbench.metrics.contours import ROWS, RING_RADIUS, boundary_pair, class_maps, compute_boundary_pair
+from segbench.metrics.contours import (ROWS, RING_RADIUS, boundary_pair, class_maps, compute_boundary_pair,
+                                       torch_on_cpu)
 from segbench.metrics.distance import DistanceMetric, percentile_name
 from segbench.registry import METRICS
 from segbench.suite import DistanceOptions
@@ -374,6 +377,76 @@ def test_both_groups_see_the_same_image() -> None:
     alone = run(pairs_, 3).compute()
     for key in alone.per_class:
         assert_same(distance.compute().per_class[key], alone.per_class[key])
+
+
+def test_the_pair_is_not_shared_between_the_paths() -> None:
+    label = torch.zeros(6, 7, dtype=torch.int64)
+    label[1:4, 1:5] = 1
+    on_numpy = boundary_pair(label.clone(), label, 2, IGNORE)
+    with torch_on_cpu():
+        on_torch = boundary_pair(label.clone(), label, 2, IGNORE)
+        assert boundary_pair(label.clone(), label, 2, IGNORE) is on_torch
+    assert on_torch is not on_numpy and isinstance(on_torch.pred_map, torch.Tensor)
+    assert boundary_pair(label.clone(), label, 2, IGNORE) is not on_torch
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and x["image_id"] == y["image_id"]
+        for key in x.keys() - {"image_id"}:
+            assert_same(x[key], y[key])
+
+
+def test_one_thread_gives_the_same_records() -> None:
+    """With two torch threads or more, the two maps and the two directions are worked on at once."""
+    rng = np.random.default_rng(4)
+    pairs_ = [(shapes_map(rng, 70, 90, 4, 15, 9), shapes_map(rng, 70, 90, 4, 15, 9)) for _ in range(2)]
+    with torch_threads(1):
+        alone = run(pairs_, 4).compute().per_image
+    with torch_threads(2):
+        assert_same_records(run(pairs_, 4).compute().per_image, alone)
+
+
+# --- the torch path (CUDA tensors take it; torch_on_cpu forces it on CPU ones) ----------
+
+def exact_distances(pred: np.ndarray, label: np.ndarray) -> list[np.ndarray]:
+    pair = boundary_pair(torch.from_numpy(pred), torch.from_numpy(label), 4, IGNORE)
+    return [pair.pred_to_label.exact(), pair.label_to_pred.exact(), pair.pred.rows, pair.label.cols]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(pairs(), min_size=1, max_size=3), st.sampled_from([95, 0, 100, 99.5]),
+       st.sampled_from(["diagonal", "skip"]))
+def test_torch_path_gives_the_same_records(pairs_, percentile: float, one_sided: str) -> None:
+    options = {"percentile": percentile, "one_sided": one_sided}
+    with torch_on_cpu():
+        on_torch = run(pairs_, 4, **options).compute().per_image
+        torch_distances = exact_distances(*pairs_[0])
+    assert_same_records(on_torch, run(pairs_, 4, **options).compute().per_image)
+    for a, b in zip(torch_distances, exact_distances(*pairs_[0])):
+        assert_same(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_give_the_same_records() -> None:
+    rng = np.random.default_rng(9)
+    pairs_ = [(shapes_map(rng, 83, 131, 4, 20, 9), shapes_map(rng, 83, 131, 4, 20, 9)) for _ in range(3)]
+    pairs_[0][1][10:20, 30:50] = IGNORE
+    on_cuda = DistanceMetric(4, IGNORE, "cuda")
+    for i, (pred, label) in enumerate(pairs_):
+        on_cuda.update(torch.from_numpy(pred).cuda(), torch.from_numpy(label).cuda(), f"img{i}")
+    assert_same_records(on_cuda.compute().per_image, run(pairs_, 4).compute().per_image)
 
 
 # --- peers -----------------------------------------------------------------------
