@@ -45,13 +45,13 @@ import yaml
 from segbench.api import execute
 from segbench.check import check
 from segbench.data.base import DatasetInfo
-from segbench.environment import device_name, resolve_device
+from segbench.environment import cpu_name, device_name, resolve_device
 from segbench.metrics.boundary import BoundaryMetric
 from segbench.metrics.confusion import AccuracyMetric
 from segbench.metrics.distance import DistanceMetric
 from segbench.models.nets import load_demo_weights
 from segbench.models.torch_adapter import build_builtin
-from segbench.profiling import MIB, PeakMemory, Profiler, cpu_name, time_call
+from segbench.profiling import MIB, PeakMemory, Profiler, time_call
 from segbench.store import load
 from segbench.suite import BuiltinModelConfig, EfficiencyConfig
 
@@ -88,7 +88,7 @@ def script(name: str, *args: str) -> str:
 
 
 def environment(device: torch.device) -> str:
-    lines = [f"- device: {device} — {device_name(device) if device.type == 'cuda' else cpu_name()}",
+    lines = [f"- device: {device} — {device_name(device)}",
              f"- CPU: {cpu_name()}, Python {platform.python_version()}",
              f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"]
     try:
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.height, args.width = 128, 256
     device = resolve_device(args.device)
-    name = device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
     run_dir = ROOT / "results" / "gpu_check" / stamp

@@ -55,7 +55,6 @@ from segbench.data.io import write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.environment import device_name, resolve_device
 from segbench.models.nets import load_demo_weights
-from segbench.profiling import cpu_name
 
 
 def write_folder_dataset(root: Path, images: int, height: int, width: int) -> None:
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             walls.append(args.images / wall)
             if args.save_predictions:
                 saving.append(args.images / run_segbench(saving_file, tmp / f"saving{repeat}", args.threads)[0])
-    name = device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f} over {os.cpu_count()} cores")
     print(f"{args.arch}, {args.images} images {args.height}x{args.width} ({args.dataset}), "

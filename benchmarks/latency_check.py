@@ -38,7 +38,7 @@ from torch.utils.benchmark import Timer
 from segbench.data.base import DatasetInfo
 from segbench.environment import device_name, resolve_device
 from segbench.models.base import ModelAdapter
-from segbench.profiling import Profiler, cpu_name
+from segbench.profiling import Profiler
 from segbench.registry import MODELS, load_plugins
 from segbench.suite import EfficiencyConfig, ModelConfig
 
@@ -99,7 +99,7 @@ def check(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
     device = resolve_device(args.device)
-    name = device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     lines = [f"device: {device} ({name}), torch {torch.__version__}, "
              f"CUDA {torch.version.cuda}, threads {torch.get_num_threads()}",
              f"model: {args.model}, input {args.height}x{args.width}, batch {args.batch_size}, "

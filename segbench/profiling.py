@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import platform
 import re
 import sys
 import time
@@ -57,7 +56,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from segbench.environment import device_name
+from segbench.environment import cpu_name, device_name
 from segbench.models.base import ModelAdapter
 from segbench.suite import EfficiencyConfig
 
@@ -192,17 +191,6 @@ def _release(device: torch.device) -> None:
 
 
 # ---------------------------------------------------------------- the profiler
-
-def cpu_name() -> str:
-    """The CPU model ("AMD EPYC 7R13 ..."): it times the end_to_end scope's preprocessing, even on a GPU."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def sized_image(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """``image`` (HxWx3 uint8) resized bilinearly to ``size`` [h, w]; unchanged when size is None."""

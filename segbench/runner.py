@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from segbench import __version__
 from segbench.data.base import SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
-from segbench.environment import environment, resolve_device
+from segbench.environment import device_name, environment, resolve_device
 from segbench.errors import UserError
 from segbench.metrics.checks import validate_pair
 from segbench.models.mmseg_adapter import check_model as check_mmseg_model
@@ -252,9 +252,13 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
     return CellOutput(record, summary, per_class, per_image)
 
 
-def _is_done(store: RunStore, cell: Cell, fingerprint: str) -> bool:
+def _is_done(store: RunStore, cell: Cell, fingerprint: str, device: torch.device) -> bool:
+    """Complete with the same settings and data, and, when it has efficiency figures, on this device model."""
     record = store.cell_record(cell.id)
-    return (record is not None and record.get("settings_digest") == settings_digest(cell.settings())
+    if record is None or cell.efficiency is not None and (
+            record["summary"].get("efficiency_device_name") != device_name(device)):
+        return False
+    return (record.get("settings_digest") == settings_digest(cell.settings())
             and record.get("dataset_fingerprint") == fingerprint)
 
 
@@ -334,7 +338,7 @@ def _plan(suite: Suite, run_dir: Path, resume: bool, suite_source: dict[str, Any
     manifest = _start_manifest(store, suite, suite_source, device, datasets, world)
     to_run = set()
     for cell in suite.cells():
-        if resume and _is_done(store, cell, manifest["datasets"][cell.dataset.name]["fingerprint"]):
+        if resume and _is_done(store, cell, manifest["datasets"][cell.dataset.name]["fingerprint"], device):
             manifest["cells"][cell.id]["status"] = "complete"
         else:
             to_run.add(cell.id)

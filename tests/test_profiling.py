@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from segbench.api import execute
+from segbench.environment import device_name
 from segbench.models.predictions import PredictionsAdapter
 from segbench.models.torch_adapter import TorchAdapter
 from segbench.profiling import Profiler, count_flops, count_params, is_out_of_memory
@@ -201,6 +202,19 @@ def test_efficiency_settings_are_part_of_resume(tmp_path, nets):
     changed = run_suite(tmp_path, nets, {**efficiency, "iters": 3})
     assert set(changed.statuses.values()) == {"complete"}
     assert (load(changed.run_dir).efficiency["iters"] == 3).all()
+
+
+def test_efficiency_figures_of_another_device_model_are_measured_again_on_resume(tmp_path, nets):
+    efficiency = {"batch_sizes": [1], "warmup": 0, "iters": 2, "scopes": ["model"]}
+    first = run_suite(tmp_path, nets, efficiency)
+    cell = next((first.run_dir / "cells").glob("*/cell.json"))
+    record = json.loads(cell.read_text())
+    assert record["summary"]["efficiency_device_name"] == device_name(CPU)
+    record["summary"]["efficiency_device_name"] = "NVIDIA H100 80GB HBM3"  # as if measured there
+    cell.write_text(json.dumps(record))
+    again = run_suite(tmp_path, nets, efficiency)
+    assert again.statuses[record["cell_id"]] == "complete"
+    assert list(again.statuses.values()).count("skipped") == len(again.statuses) - 1
 
 
 def test_no_efficiency_section_means_no_profiling(tmp_path, nets):
