@@ -446,18 +446,23 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(char, char) for char in text)
 
 
+# graphicx's \resizebox sees the table's natural \width: a table wider than the text shrinks to
+# fit, a narrower one keeps its size.
+SHRINK_TO_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+
+
 def to_latex(table: TextTable, caption: str, label: str) -> str:
     spec = "l" * table.labels + "r" * (len(table.header) - table.labels)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
              rf"\label{{tab:{re.sub(r'[^A-Za-z0-9-]+', '-', label)}}}",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+             SHRINK_TO_FIT, rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     if any(g for g, _ in table.groups):
         lines += _latex_groups(table.groups)
     lines.append(" & ".join(latex_escape(h) for h in table.header) + r" \\")
     lines.append(r"\midrule")
     for row in table.rows:
         lines.append(" & ".join(_latex_cell(c) for c in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -570,10 +575,10 @@ def _markdown_document(document: Document) -> str:
 
 
 def _latex_document(document: Document) -> str:
-    """Table floats to paste into a paper (they need \\usepackage{booktabs})."""
+    """Table floats to paste into a paper (they need \\usepackage{booktabs} and graphicx)."""
     legend, *lines = document.notes
     caption = " ".join([document.leaderboard.title + ".", legend, *(line + "." for line in lines)])
-    parts = ["% segbench report: the tables need \\usepackage{booktabs}",
+    parts = ["% segbench report: the tables need \\usepackage{booktabs,graphicx}",
              to_latex(document.leaderboard, caption, document.leaderboard.title)]
     parts += [to_latex(t, t.title + ". Bold: the best of each row.", t.title)
               for t in document.per_class.values()]

@@ -101,7 +101,7 @@ def test_latex_escapes_names_and_has_booktabs_structure(tmp_path, fake_runs):
 
 
 def _compile(tex: str, folder) -> subprocess.CompletedProcess:
-    document = ("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+    document = ("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs,graphicx}\n"
                 "\\begin{document}\n" + tex + "\n\\end{document}\n")
     (folder / "report.tex").write_text(document)
     return subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
@@ -114,6 +114,7 @@ def test_latex_compiles(two_models, tmp_path):
     result = _compile(tex.replace("near_good", "near_good & 100% #1 ~x^2"), tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "report.pdf").is_file()
+    assert "Overfull \\hbox" not in (tmp_path / "report.log").read_text()  # wide tables shrink to fit
 
 
 def test_markdown_marks_best_and_ties(two_models):
