@@ -29,7 +29,7 @@ from torch import Tensor
 
 from segbench.metrics.base import MetricResult
 from segbench.metrics.contours import (Array, BoundaryPair, astype, boundary_pair, column_means, for_both,
-                                       image_diagonal, mean_of_defined, namespace, to_numpy)
+                                       image_diagonal, mean_of_defined, namespace)
 from segbench.registry import register_metric
 
 DEFAULT_TOLERANCE = 0.0075
@@ -164,7 +164,9 @@ def boundary_iou_counts(pred_map: Array, label_map: Array, width: int,
     code |= pred_band
     code <<= 1
     code |= label_band
-    counts = to_numpy(xp.bincount(code.ravel(), minlength=4 * k1 * k1)).reshape(k1, k1, 2, 2)
+    # torch's bincount for numpy arrays too (a view, no copy): numpy's first copies the code to int64
+    code = code if isinstance(code, Tensor) else torch.from_numpy(code)
+    counts = torch.bincount(code.ravel(), minlength=4 * k1 * k1).cpu().numpy().reshape(k1, k1, 2, 2)
     intersection = np.diagonal(counts[1:, 1:, 1, 1]).astype(np.int64)
     pred_sizes = counts[1:, :, 1, :].sum(axis=(1, 2))
     label_sizes = counts[:, 1:, :, 1].sum(axis=(0, 2))

@@ -156,10 +156,13 @@ def class_maps(pred: Tensor, label: Tensor, num_classes: int, ignore_index: int)
         return (pred.to(dtype).masked_fill(ignored, NOT_A_CLASS),
                 label.to(dtype).masked_fill(ignored, NOT_A_CLASS))
     label_np = label.cpu().numpy()
-    ignored = label_np == ignore_index
     dtype = np.int16 if small else np.int32
     pred_map = pred.cpu().numpy().astype(dtype)
     label_map = label_np.astype(dtype)
+    limits = np.iinfo(dtype)
+    # the valid classes keep their value in dtype, so does an ignore index in its range; comparing
+    # the small copy reads a quarter of the memory
+    ignored = (label_map if limits.min <= ignore_index <= limits.max else label_np) == ignore_index
     np.copyto(pred_map, NOT_A_CLASS, where=ignored)
     np.copyto(label_map, NOT_A_CLASS, where=ignored)
     return pred_map, label_map
@@ -204,11 +207,19 @@ class ClassBoundaries:
         part = slice(self.starts[c], self.starts[c + 1])
         return np.stack([self.rows[part], self.cols[part]], axis=1).astype(np.float64)
 
+    def coordinates(self) -> np.ndarray:
+        """(n, 2) float64 coordinates of all the boundary pixels, C-contiguous: class c's rows are a
+        C-contiguous slice, which cKDTree takes without a copy."""
+        coordinates = np.empty((self.rows.shape[0], 2), dtype=np.float64)
+        coordinates[:, 0], coordinates[:, 1] = self.rows, self.cols
+        return coordinates
 
-def class_boundaries(classes: Array, num_classes: int, mask: Array | None = None) -> ClassBoundaries:
-    """Every class's boundary pixels in one pass (``mask``: the map's boundary_mask, when already known)."""
+
+def class_boundaries(classes: Array, num_classes: int, flat: Array | None = None) -> ClassBoundaries:
+    """Every class's boundary pixels in one pass (``flat``: their raster positions, ascending, when known)."""
     xp = namespace(classes)
-    flat = xp.where((boundary_mask(classes) if mask is None else mask).ravel())[0]
+    if flat is None:
+        flat = xp.where(boundary_mask(classes).ravel())[0]
     values = classes.ravel()[flat]
     order = xp.argsort(values, stable=True)
     flat, values = flat[order], values[order]
@@ -239,6 +250,7 @@ def _target(classes: Array, num_classes: int) -> _Target:
                      device=classes.device)
     framed[RING_RADIUS:RING_RADIUS + height, RING_RADIUS:RING_RADIUS + width] = classes
     not_interior_at = xp.where(not_interior)[0]
+    boundary_at = not_interior_at[boundary.ravel()[not_interior_at]]  # cheaper than another xp.where
     end = xp.full((1,), height * width, dtype=not_interior_at.dtype, device=classes.device)
     return _Target(
         classes=classes,
@@ -246,7 +258,7 @@ def _target(classes: Array, num_classes: int) -> _Target:
         boundary=boundary,
         not_interior_rank=xp.cumsum(not_interior, 0, dtype=xp.int32),
         not_interior_at=xp.concat([not_interior_at, end]),
-        boundaries=class_boundaries(classes, num_classes, boundary),
+        boundaries=class_boundaries(classes, num_classes, boundary_at),
     )
 
 
@@ -267,6 +279,8 @@ class Distances:
         self.source, self.target = source, target
         self.lower, self.upper = lower, upper  # float64, aligned with source's pixels
         self._trees: dict[int, cKDTree] = {}
+        self._queries: np.ndarray | None = None  # source.coordinates(), once a query needs them
+        self._points: np.ndarray | None = None   # target.coordinates(), once a tree needs them
 
     def of(self, c: int) -> slice:
         """The pixels of class c."""
@@ -349,25 +363,31 @@ class Distances:
         self.lower[indices[first]] = self.upper[indices[first]] = exact
 
     def nearest(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Exact distance, and the row and column of the nearest target pixel, for the pixels ``indices``."""
+        """Exact distance, and the row and column of the nearest target pixel, for the pixels ``indices``.
+
+        ``indices`` must be grouped by class in class order (ascending indices are; so are
+        :meth:`tighten`'s, sorted by class then cell): one query per class. A class absent from
+        the target gets inf, and an arbitrary row and column.
+        """
+        if self._queries is None:
+            self._queries = self.source.coordinates()
         distances = np.full(indices.size, np.inf)
-        rows, cols = np.zeros(indices.size, np.int64), np.zeros(indices.size, np.int64)
-        classes = self.source.classes[indices]
-        in_target = self.target.counts()
-        for c in np.unique(classes):
-            if in_target[c] == 0:
-                continue
-            which = np.flatnonzero(classes == c)
-            queries = np.stack([self.source.rows[indices[which]], self.source.cols[indices[which]]], axis=1)
-            distances[which], nearest = self._tree(c).query(queries.astype(np.float64))
-            part = slice(self.target.starts[c], self.target.starts[c + 1])
-            rows[which], cols[which] = self.target.rows[part][nearest], self.target.cols[part][nearest]
-        return distances, rows, cols
+        nearest = np.zeros(indices.size, np.int64)  # positions in the target's pixels
+        by_class = np.searchsorted(indices, self.source.starts)
+        for c in np.flatnonzero((by_class[1:] > by_class[:-1]) & (self.target.counts() > 0)):
+            which = slice(by_class[c], by_class[c + 1])
+            distances[which], found = self._tree(c).query(self._queries[indices[which]])
+            nearest[which] = found + self.target.starts[c]
+        if self.target.rows.shape[0] == 0:
+            return distances, nearest, nearest
+        return distances, self.target.rows[nearest], self.target.cols[nearest]
 
     def _tree(self, c: int) -> cKDTree:
         if c not in self._trees:
-            self._trees[c] = cKDTree(self.target.points(c), leafsize=LEAF_SIZE,
-                                    balanced_tree=False, compact_nodes=False)
+            if self._points is None:
+                self._points = self.target.coordinates()
+            self._trees[c] = cKDTree(self._points[self.target.starts[c]:self.target.starts[c + 1]],
+                                    leafsize=LEAF_SIZE, balanced_tree=False, compact_nodes=False)
         return self._trees[c]
 
 

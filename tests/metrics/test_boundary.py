@@ -18,7 +18,8 @@ from scipy import ndimage as ndi
 
 from segbench.errors import UserError
 from segbench.metrics.boundary import BoundaryMetric, biou_width, boundary_iou_counts, parse_tolerance
-from segbench.metrics.contours import boundary_pair, class_boundaries, class_maps, torch_on_cpu
+from segbench.metrics.contours import (boundary_pair, class_boundaries, class_maps, compute_boundary_pair,
+                                       torch_on_cpu)
 from segbench.registry import METRICS
 from segbench.suite import BoundaryOptions, MetricsConfig, parse_suite
 
@@ -157,6 +158,31 @@ def test_boundaries_match_the_erosion(pair: tuple[np.ndarray, np.ndarray]) -> No
             mask[found.rows[part], found.cols[part]] = True
             assert found.counts()[c] == expected.sum()
             assert np.array_equal(mask, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs())
+def test_the_pair_finds_the_same_boundaries_as_class_boundaries(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """compute_boundary_pair takes the boundary positions from its own search; the same pixels, same order."""
+    maps = class_maps(*(torch.from_numpy(m) for m in pair), 4, IGNORE)
+    found = compute_boundary_pair(*maps, 4)
+    for mine, classes in ((found.pred, maps[0]), (found.label, maps[1])):
+        alone = class_boundaries(classes, 4)
+        for name in ("rows", "cols", "classes", "starts"):
+            assert np.array_equal(getattr(mine, name), getattr(alone, name))
+
+
+@pytest.mark.parametrize("ignore_index", [255, -100, 40000, 65537])
+def test_class_maps_with_any_ignore_index(ignore_index: int) -> None:
+    """The ignore check reads the int16 copy only when the index fits: 65537 is 1 in int16, a class."""
+    label = torch.tensor([[0, 1, ignore_index], [1, 2, 0]])
+    pred = torch.tensor([[1, 1, 2], [0, 2, 1]])
+    expected_pred, expected_label = [[1, 1, -1], [0, 2, 1]], [[0, 1, -1], [1, 2, 0]]
+    pred_map, label_map = class_maps(pred, label, 3, ignore_index)
+    assert pred_map.tolist() == expected_pred and label_map.tolist() == expected_label
+    with torch_on_cpu():
+        pred_map, label_map = class_maps(pred, label, 3, ignore_index)
+    assert pred_map.tolist() == expected_pred and label_map.tolist() == expected_label
 
 
 @settings(max_examples=150, deadline=None)

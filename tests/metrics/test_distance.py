@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
-from segbench.metrics.contours import (ROWS, RING_RADIUS, boundary_pair, class_maps, compute_boundary_pair,
-                                       torch_on_cpu)
+from segbench.metrics.contours import (ROWS, RING_RADIUS, Distances, boundary_pair, class_boundaries,
+                                       class_maps, compute_boundary_pair, torch_on_cpu)
 from segbench.metrics.distance import DistanceMetric, percentile_name
 from segbench.registry import METRICS
 from segbench.suite import DistanceOptions
@@ -164,6 +164,31 @@ def test_every_way_of_finding_a_distance_is_exact() -> None:
     assert (distances == 0).any() and (distances > RING_RADIUS + 5).any()
     assert ((0 < distances) & (distances <= RING_RADIUS)).any()
     assert (exact[inside] > ROWS).any()
+
+
+def test_nearest_for_every_pixel_and_classes_the_other_map_lacks() -> None:
+    """Distances.nearest straight on all pixels: exact, a nearest pixel at that distance, inf for a
+    class the other map lacks; an empty other map gives inf everywhere."""
+    rng = np.random.default_rng(3)
+    label = shapes_map(rng, 40, 60, 4, 12, 12)
+    pred = shapes_map(rng, 40, 60, 4, 12, 12)
+    pred[5:12, 5:15], label[label == 2] = 2, 1  # class 2 in the prediction only
+    pair = pair_of(pred, label, 4)
+    distances = pair.pred_to_label
+    found, rows, cols = distances.nearest(np.arange(distances.lower.size))
+    for c in range(4):
+        part = distances.of(c)
+        bp, bg = reference_boundaries(pred, label, c)
+        if bg.any():
+            assert_same(found[part], reference_directed(bp, bg))
+            to_nearest = np.hypot(pair.pred.rows[part] - rows[part], pair.pred.cols[part] - cols[part])
+            assert_same(to_nearest, found[part])
+            assert bg[rows[part], cols[part]].all()
+        else:
+            assert part.stop > part.start and np.all(np.isinf(found[part]))
+    nothing = class_boundaries(np.full(label.shape, -1, dtype=np.int16), 4)
+    empty = Distances(pair.pred, nothing, distances.lower.copy(), distances.upper.copy())
+    assert np.all(np.isinf(empty.nearest(np.arange(distances.lower.size))[0]))
 
 
 @st.composite
