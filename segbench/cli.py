@@ -94,6 +94,10 @@ def run(
     The last line on stdout is the run folder's path. Exit 0 when every cell
     succeeded, 1 when some cell failed (the others are still written), 2 for a
     usage or suite error (nothing is written).
+
+    Under torchrun (`torchrun --nproc-per-node N -m segbench run SUITE`) each
+    process evaluates a shard of every dataset on its own device; rank 0
+    merges the metric states exactly and alone writes and prints.
     """
     from segbench.api import execute
     from segbench.distributed import world_from_env
