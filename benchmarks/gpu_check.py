@@ -17,7 +17,9 @@ the report with its error):
 6. the boundary and distance groups fed device tensors against CPU tensors:
    equal values;
 7. benchmarks/harness_overhead.py on the device;
-8. the demo suite under torchrun on 2 GPUs (NCCL) against one process, column by column.
+8. the demo suite under torchrun on 2 GPUs (NCCL) against one process, column by column;
+9. benchmarks/boundary_speed.py with ``--device``: the boundary and distance
+   groups on device tensors, next to the model's forward time there.
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--device cuda] [--height 1024] [--width 2048]
         [--out benchmarks/results] [--quick]
@@ -265,6 +267,12 @@ def harness(device: torch.device, quick: bool) -> str:
     return script("harness_overhead.py", *args)
 
 
+def boundary_speed(device: torch.device, quick: bool) -> str:
+    """benchmarks/boundary_speed.py with the groups and the forward pass also timed on ``device``."""
+    return script("boundary_speed.py", "--device", str(device), *(["--repeats", "2", "--images", "2"]
+                                                                     if quick else []))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -291,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
                                                                               args.quick)),
              section("Boundary and distance: device tensors against CPU tensors",
                      lambda: boundary_paths(device, args.height, args.width)),
-             section("Harness overhead", lambda: harness(device, args.quick))]
+             section("Harness overhead", lambda: harness(device, args.quick)),
+             section("Boundary family against its peers, on the device too",
+                     lambda: boundary_speed(device, args.quick))]
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.out / f"gpu_check-{slug}-{stamp}.md"
     report.write_text("\n".join(parts))
