@@ -37,7 +37,7 @@ class TorchAdapter(ModelAdapter):
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
-        return (batch.permute(0, 3, 1, 2).contiguous().float() - self.mean) / self.std
+        return (batch.permute(0, 3, 1, 2).float() - self.mean) / self.std
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
