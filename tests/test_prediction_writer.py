@@ -45,6 +45,18 @@ def test_writer_writes_palette_pngs_under_the_names_the_predictions_type_reads(t
         assert image.getpalette()[:9] == [10, 20, 30, 200, 0, 0, 0, 200, 0]
 
 
+def test_several_writer_threads_write_every_prediction(tmp_path, monkeypatch):
+    monkeypatch.setattr("segbench.prediction_writer.THREADS", 3)
+    writer = PredictionWriter(tmp_path, "c", [(0, 0, 0), (255, 255, 255)])
+    maps = {f"im{i:02d}": np.random.default_rng(i).integers(0, 2, (6, 7)) for i in range(20)}
+    for image_id, values in maps.items():
+        writer.submit(image_id, torch.from_numpy(values))
+    folder = writer.close()
+    assert len(writer._threads) == 3 and not any(thread.is_alive() for thread in writer._threads)
+    for image_id, values in maps.items():
+        np.testing.assert_array_equal(read_label(folder / f"{image_id}.png"), values)
+
+
 def test_an_error_in_the_writer_fails_submit_or_close(tmp_path):
     writer = PredictionWriter(tmp_path, "c", [(0, 0, 0)])
     writer.submit("flat", torch.zeros(5, dtype=torch.int64))  # 1-D: write_label refuses it, in the thread
