@@ -1,4 +1,4 @@
-"""The result every metric group computes."""
+"""The result every metric group computes, and the state of the groups that keep per-image records."""
 
 from __future__ import annotations
 
@@ -15,3 +15,26 @@ class MetricResult:
     summary: dict[str, float]
     per_class: dict[str, np.ndarray]
     per_image: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RecordState:
+    """A state of one record per image; merging appends the other state's records.
+
+    Subclasses name themselves (``name``) and say which options must agree
+    for two states to merge (``_settings``).
+    """
+
+    name: str
+    records: list[dict[str, Any]]
+
+    def _settings(self) -> tuple:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.records = []
+
+    def merge(self, other: RecordState) -> None:
+        if self._settings() != other._settings():
+            raise ValueError(f"cannot merge {self.name} states with settings {other._settings()} "
+                             f"into {self._settings()}")
+        self.records.extend(other.records)

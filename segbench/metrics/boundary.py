@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segbench.metrics.base import MetricResult
+from segbench.metrics.base import MetricResult, RecordState
 from segbench.metrics.contours import (Array, BoundaryPair, astype, boundary_pair, column_means, for_both,
                                        image_diagonal, mean_of_defined, namespace)
 from segbench.registry import register_metric
@@ -207,7 +207,7 @@ def boundary_figures(records: Sequence[Mapping[str, Any]],
 
 
 @register_metric("boundary")
-class BoundaryMetric:
+class BoundaryMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.
 
     A record holds the image's mBF and mBIoU, its per-class BF, precision and
@@ -232,9 +232,6 @@ class BoundaryMetric:
         self.dilation_ratio = float(dilation_ratio)
         self.reset()
 
-    def reset(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
     def update(self, pred: Tensor, label: Tensor, image_id: str) -> None:
         """Fold in one image: HxW integer tensors, already validated."""
         k = self.num_classes
@@ -255,12 +252,6 @@ class BoundaryMetric:
 
     def _settings(self) -> tuple:
         return self.num_classes, self.ignore_index, self.tolerance, self.dilation_ratio
-
-    def merge(self, other: BoundaryMetric) -> None:
-        if self._settings() != other._settings():
-            raise ValueError(f"cannot merge boundary states with settings {other._settings()} "
-                             f"into {self._settings()}")
-        self.records.extend(other.records)
 
     def compute(self) -> MetricResult:
         summary, per_class = boundary_figures(self.records, self.num_classes)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segbench.metrics.base import MetricResult
+from segbench.metrics.base import MetricResult, RecordState
 from segbench.metrics.contours import (BoundaryPair, Distances, boundary_pair, column_means, image_diagonal,
                                        mean_of_defined)
 from segbench.registry import register_metric
@@ -89,7 +89,7 @@ def distance_figures(records: Sequence[Mapping[str, Any]], num_classes: int,
 
 
 @register_metric("distance")
-class DistanceMetric:
+class DistanceMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.
 
     A record holds the image's mHD and mHD95, its per-class HD and HD95
@@ -114,9 +114,6 @@ class DistanceMetric:
         self.one_sided = one_sided
         self.reset()
 
-    def reset(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
     def update(self, pred: Tensor, label: Tensor, image_id: str) -> None:
         """Fold in one image: HxW integer tensors, already validated."""
         pair = boundary_pair(pred, label, self.num_classes, self.ignore_index)
@@ -134,12 +131,6 @@ class DistanceMetric:
 
     def _settings(self) -> tuple:
         return self.num_classes, self.ignore_index, self.percentile, self.one_sided
-
-    def merge(self, other: DistanceMetric) -> None:
-        if self._settings() != other._settings():
-            raise ValueError(f"cannot merge distance states with settings {other._settings()} "
-                             f"into {self._settings()}")
-        self.records.extend(other.records)
 
     def compute(self) -> MetricResult:
         summary, per_class = distance_figures(self.records, self.num_classes, self.percentile)
