@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
+from boundary_reference import (IGNORE, assert_same, reference_boundary, reference_class_means,
+                                reference_distances, reference_masks)
 from segbench.errors import UserError
 from segbench.metrics.boundary import BoundaryMetric, biou_width, boundary_iou_counts, parse_tolerance
 from segbench.metrics.contours import (boundary_pair, class_boundaries, class_maps, compute_boundary_pair,
@@ -23,29 +25,10 @@ from segbench.metrics.contours import (boundary_pair, class_boundaries, class_ma
 from segbench.registry import METRICS
 from segbench.suite import BoundaryOptions, MetricsConfig, parse_suite
 
-IGNORE = 255
 NAN = math.nan
 
 
 # --- the reference -------------------------------------------------------------
-
-def reference_masks(pred: np.ndarray, label: np.ndarray, c: int,
-                    ignore_index: int = IGNORE) -> tuple[np.ndarray, np.ndarray]:
-    """P and G of class c; the prediction is set to ignore where the label is; ignore is in no mask."""
-    valid = label != ignore_index
-    pred = np.where(valid, pred, ignore_index)
-    return (pred == c) & valid, (label == c) & valid
-
-
-def reference_boundary(mask: np.ndarray) -> np.ndarray:
-    """Mask pixels with a 4-neighbour outside the mask; erosion's border value 0 puts the frame outside."""
-    return mask & ~ndi.binary_erosion(mask, border_value=0)
-
-
-def reference_distances(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Distance from each source pixel to the nearest target pixel."""
-    return ndi.distance_transform_edt(~target)[source]
-
 
 def reference_bf(pred: np.ndarray, label: np.ndarray, tolerance_px: float, num_classes: int,
                  ignore_index: int = IGNORE) -> np.ndarray:
@@ -80,13 +63,6 @@ def reference_biou_counts(pred: np.ndarray, label: np.ndarray, d: int, num_class
         intersection.append(int((bp & bg).sum()))
         union.append(int((bp | bg).sum()))
     return intersection, union
-
-
-def reference_class_means(values: list[np.ndarray]) -> np.ndarray:
-    """Per class, the exact mean over the images where it is defined."""
-    stacked = np.array(values)
-    return np.array([math.fsum(col[~np.isnan(col)]) / np.count_nonzero(~np.isnan(col))
-                     if (~np.isnan(col)).any() else NAN for col in stacked.T])
 
 
 # --- label maps ----------------------------------------------------------------
@@ -136,10 +112,6 @@ def run(pairs_: list[tuple[np.ndarray, np.ndarray]], num_classes: int, first: in
     for i, (pred, label) in enumerate(pairs_, start=first):
         metric.update(torch.from_numpy(pred), torch.from_numpy(label), f"img{i}")
     return metric
-
-
-def assert_same(a, b) -> None:
-    np.testing.assert_array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
 
 
 # --- against the reference -------------------------------------------------------

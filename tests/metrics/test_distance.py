@@ -20,33 +20,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import ndimage as ndi
 
+from boundary_reference import (IGNORE, assert_same, reference_boundaries, reference_class_means,
+                                reference_distances)
 from segbench.metrics.contours import (ROWS, RING_RADIUS, Distances, boundary_pair, class_boundaries,
                                        class_maps, compute_boundary_pair, torch_on_cpu)
 from segbench.metrics.distance import DistanceMetric, percentile_name
 from segbench.registry import METRICS
 from segbench.suite import DistanceOptions
 
-IGNORE = 255
 NAN = math.nan
 
 
 # --- the reference -------------------------------------------------------------
-
-def reference_boundaries(pred: np.ndarray, label: np.ndarray, c: int,
-                         ignore_index: int = IGNORE) -> tuple[np.ndarray, np.ndarray]:
-    """Boundaries of P and G of class c: mask pixels with a 4-neighbour outside (the frame is outside)."""
-    valid = label != ignore_index
-    pred = np.where(valid, pred, ignore_index)
-    masks = (pred == c) & valid, (label == c) & valid
-    return tuple(m & ~ndi.binary_erosion(m, border_value=0) for m in masks)
-
-
-def reference_directed(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Distance from each source boundary pixel (raster order) to the nearest target boundary pixel."""
-    return ndi.distance_transform_edt(~target)[source]
-
 
 def reference_hd(pred: np.ndarray, label: np.ndarray, num_classes: int, percentile: float = 95,
                  one_sided_value: float = NAN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,19 +40,13 @@ def reference_hd(pred: np.ndarray, label: np.ndarray, num_classes: int, percenti
     for c in range(num_classes):
         bp, bg = reference_boundaries(pred, label, c)
         if bp.any() and bg.any():
-            to_label, to_pred = reference_directed(bp, bg), reference_directed(bg, bp)
+            to_label, to_pred = reference_distances(bp, bg), reference_distances(bg, bp)
             hd[c] = max(to_label.max(), to_pred.max())
             hdp[c] = max(np.percentile(to_label, percentile), np.percentile(to_pred, percentile))
         elif bp.any() or bg.any():
             hd[c] = hdp[c] = one_sided_value
             one_sided[c] = 1
     return hd, hdp, one_sided
-
-
-def reference_class_means(values: list[np.ndarray]) -> np.ndarray:
-    stacked = np.array(values)
-    return np.array([math.fsum(col[~np.isnan(col)]) / np.count_nonzero(~np.isnan(col))
-                     if (~np.isnan(col)).any() else NAN for col in stacked.T])
 
 
 # --- label maps ----------------------------------------------------------------
@@ -116,10 +96,6 @@ def run(pairs_, num_classes: int, first: int = 0, **options) -> DistanceMetric:
     return metric
 
 
-def assert_same(a, b) -> None:
-    np.testing.assert_array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-
-
 # --- exact distances -------------------------------------------------------------
 
 def pair_of(pred: np.ndarray, label: np.ndarray, num_classes: int):
@@ -134,11 +110,11 @@ def check_distances(pred: np.ndarray, label: np.ndarray, num_classes: int) -> No
         to_label = pair.pred_to_label.exact()[pair.pred.starts[c]:pair.pred.starts[c + 1]]
         to_pred = pair.label_to_pred.exact()[pair.label.starts[c]:pair.label.starts[c + 1]]
         if bg.any():
-            assert_same(to_label, reference_directed(bp, bg))
+            assert_same(to_label, reference_distances(bp, bg))
         else:
             assert np.all(np.isinf(to_label))
         if bp.any():
-            assert_same(to_pred, reference_directed(bg, bp))
+            assert_same(to_pred, reference_distances(bg, bp))
         else:
             assert np.all(np.isinf(to_pred))
 
@@ -180,7 +156,7 @@ def test_nearest_for_every_pixel_and_classes_the_other_map_lacks() -> None:
         part = distances.of(c)
         bp, bg = reference_boundaries(pred, label, c)
         if bg.any():
-            assert_same(found[part], reference_directed(bp, bg))
+            assert_same(found[part], reference_distances(bp, bg))
             to_nearest = np.hypot(pair.pred.rows[part] - rows[part], pair.pred.cols[part] - cols[part])
             assert_same(to_nearest, found[part])
             assert bg[rows[part], cols[part]].all()
@@ -212,7 +188,7 @@ def test_figures_from_bounds_equal_figures_from_exact_distances(
         if not (bp.any() and bg.any()):
             continue
         for direction, (source, target) in enumerate(((bp, bg), (bg, bp))):
-            exact = reference_directed(source, target)
+            exact = reference_distances(source, target)
 
             def fresh():
                 return (lambda p: (p.pred_to_label, p.label_to_pred)[direction])(pair_of(pred, label, 4))
