@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from segbench.metrics.base import MetricResult, RecordState
-from segbench.metrics.contours import (Array, BoundaryPair, astype, boundary_pair, column_means, for_both,
-                                       image_diagonal, mean_of_defined, namespace)
+from segbench.metrics.contours import (CONVENTIONS, Array, BoundaryPair, astype, boundary_pair, column_means,
+                                       for_both, image_diagonal, mean_of_defined, namespace)
 from segbench.registry import register_metric
 
 DEFAULT_TOLERANCE = 0.0075
@@ -264,9 +264,7 @@ class BoundaryMetric(RecordState):
             "tolerance": self.tolerance_option,
             "tolerance_unit": self.tolerance.unit,
             "dilation_ratio": self.dilation_ratio,
-            "masks": "P = pred == c, G = label == c, without the pixels whose label is ignore_index",
-            "boundary": "mask pixels with a 4-neighbour outside the mask; the image frame is outside",
-            "distance": "Euclidean, in pixels, between pixel centres; exact",
+            **CONVENTIONS,
             "BF": "boundary pixel matched when the other boundary of its class is within the tolerance "
                   "(<=, tolerance = value * sqrt(H^2 + W^2), not rounded, or value px); "
                   "precision, recall, F per (image, class); class in neither mask: not evaluated; "

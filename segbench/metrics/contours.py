@@ -53,6 +53,12 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 NOT_A_CLASS = -1
+# What both groups record with their options: the definitions they share.
+CONVENTIONS = {
+    "masks": "P = pred == c, G = label == c, without the pixels whose label is ignore_index",
+    "boundary": "mask pixels with a 4-neighbour outside the mask; the image frame is outside",
+    "distance": "Euclidean, in pixels, between pixel centres; exact",
+}
 # How far each cheap search goes before bounds take over; tuned on Cityscapes-sized maps
 # (benchmarks/boundary_speed.py). They change the time, never the figures.
 RING_RADIUS = 2   # outside the other mask: offsets up to this length

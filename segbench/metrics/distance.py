@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from segbench.metrics.base import MetricResult, RecordState
-from segbench.metrics.contours import (BoundaryPair, Distances, boundary_pair, column_means, image_diagonal,
-                                       mean_of_defined)
+from segbench.metrics.contours import (CONVENTIONS, BoundaryPair, Distances, boundary_pair, column_means,
+                                       image_diagonal, mean_of_defined)
 from segbench.registry import register_metric
 
 ONE_SIDED_POLICIES = ("diagonal", "inf", "skip")
@@ -142,9 +142,7 @@ class DistanceMetric(RecordState):
             "ignore_index": self.ignore_index,
             "percentile": self.percentile,
             "one_sided": self.one_sided,
-            "masks": "P = pred == c, G = label == c, without the pixels whose label is ignore_index",
-            "boundary": "mask pixels with a 4-neighbour outside the mask; the image frame is outside",
-            "distance": "Euclidean, in pixels, between pixel centres; exact",
+            **CONVENTIONS,
             "HD": "max(max d(P->G), max d(G->P)); class HD = mean over evaluated images",
             percentile_name(self.percentile): (
                 f"max(p{self.percentile:g} d(P->G), p{self.percentile:g} d(G->P)), numpy linear "
