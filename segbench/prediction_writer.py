@@ -91,7 +91,7 @@ class PredictionWriter:
         write_label(path, prediction, self.palette)
 
 
-def joined(folders: list[Path | None]) -> Path | None:
+def join_folders(folders: list[Path | None]) -> Path | None:
     """One staging folder from the ranks' folders (in rank order): the others' files move into the first."""
     present = [folder for folder in folders if folder is not None]
     if not present:

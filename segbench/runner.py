@@ -29,7 +29,7 @@ from segbench.metrics.checks import validate_pair
 from segbench.models.mmseg_adapter import check_model as check_mmseg_model
 from segbench.models.base import ModelAdapter
 from segbench.models.torch_adapter import import_factory
-from segbench.prediction_writer import PredictionWriter, discard, joined as joined_predictions
+from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 from segbench.store import CellOutput, RunStore
@@ -138,7 +138,7 @@ def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.d
     output = _cell_output(cell, dataset, adapter.provenance(), metrics, invalid,
                           time.perf_counter() - started)
     output.record["world_size"] = world.size
-    output.predictions = joined_predictions([part.predictions for part in shards])
+    output.predictions = join_folders([part.predictions for part in shards])
     if cell.efficiency is not None:
         _add_efficiency(output, cell, adapter, dataset, device, {} if profiled is None else profiled)
     return output

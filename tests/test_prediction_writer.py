@@ -12,7 +12,7 @@ from segbench.data.classes import CITYSCAPES_PALETTE, DISTINCT_PALETTE
 from segbench.data.folder import FolderDataset
 from segbench.data.io import read_label, write_label
 from segbench.data.synthetic import SyntheticDataset
-from segbench.prediction_writer import PredictionWriter, joined
+from segbench.prediction_writer import PredictionWriter, join_folders
 from segbench.runner import CellFailed, Reporter, evaluate_cell
 from segbench.store import RunStore
 from segbench.suite import parse_suite
@@ -84,7 +84,7 @@ def test_ranks_staging_folders_join_into_one(tmp_path):
         for image_id in image_ids:
             writer.submit(image_id, torch.ones(3, 3, dtype=torch.int64))
         folders.append(writer.close())
-    folder = joined(folders)
+    folder = join_folders(folders)
     assert folder == folders[0] and not folders[1].exists()
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png", "c.png"]
 
