@@ -388,5 +388,4 @@ def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] 
         manifest["cells"][cell.id] = old_cells.get(cell.id, {}) | {
             "model": cell.model.name, "dataset": cell.dataset.name}
         manifest["cells"][cell.id].setdefault("status", "pending")
-    store.write_manifest(manifest)
     return manifest
