@@ -47,7 +47,7 @@ from torch import Tensor
 
 from segbench.metrics.boundary import BoundaryMetric, biou_width
 from segbench.metrics.confusion import AccuracyMetric
-from segbench.metrics.contours import class_boundaries, class_maps, image_diagonal, torch_on_cpu
+from segbench.metrics.contours import ClassBoundaries, class_boundaries, class_maps, image_diagonal, torch_on_cpu
 from segbench.metrics.distance import DistanceMetric
 
 NUM_CLASSES = 19
@@ -126,13 +126,18 @@ def _band_counts(pred_map: np.ndarray, label_map: np.ndarray, pred_band: np.ndar
     return {"BIoU_intersect": intersection.astype(np.float64), "BIoU_union": union.astype(np.float64)}
 
 
+def points(boundaries: ClassBoundaries, c: int) -> np.ndarray:
+    part = slice(boundaries.starts[c], boundaries.starts[c + 1])
+    return np.stack([boundaries.rows[part], boundaries.cols[part]], axis=1)
+
+
 def kd_tree_figures(pred: Tensor, label: Tensor) -> Figures:
     pred_map, label_map = class_maps(pred, label, NUM_CLASSES, IGNORE_INDEX)
     pred_b, label_b = class_boundaries(pred_map, NUM_CLASSES), class_boundaries(label_map, NUM_CLASSES)
     both = (pred_b.counts() > 0) & (label_b.counts() > 0)
     directed: list[Directed | None] = [None] * NUM_CLASSES
     for c in np.flatnonzero(both):
-        p, g = pred_b.points(c), label_b.points(c)
+        p, g = points(pred_b, c), points(label_b, c)
         directed[c] = cKDTree(g).query(p)[0], cKDTree(p).query(g)[0]
     figures = _scores(directed, (pred_b.counts() > 0) | (label_b.counts() > 0), pred_map.shape)
     d = biou_width(pred_map.shape, DILATION_RATIO)

@@ -12,10 +12,10 @@
 #    against forward time, boundary metrics on device tensors against CPU tensors, harness overhead;
 # 3. prints the path of the Markdown report it wrote under benchmarks/results/.
 #
-# Prepare WHEEL_DIR beforehand on a machine with network, for the GPU machine's Python (here 3.11):
-#     pip download -d wheels --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+# Prepare WHEEL_DIR beforehand on a machine with network, for the GPU machine's Python (3.12 there):
+#     pip download -d wheels --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #         "setuptools>=77.0.3,<81" numpy pandas pyarrow pydantic pyyaml typer rich pillow safetensors \
-#         scipy matplotlib
+#         scipy numba matplotlib
 # (pip resolves their own dependencies; torch is not among them.)
 #
 # Environment: PYTHON (default python3). --device cpu --quick as options makes a dry run on a CPU.

@@ -67,10 +67,8 @@ def boundary_f_scores(pair: BoundaryPair, tolerance_px: float,
                       num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per class: boundary precision, recall and F of one image; NaN where not evaluated."""
     in_pred, in_label = pair.pred.counts(), pair.label.counts()
-    matched_pred = np.bincount(pair.pred.classes[pair.pred_to_label.within(tolerance_px)],
-                               minlength=num_classes)
-    matched_label = np.bincount(pair.label.classes[pair.label_to_pred.within(tolerance_px)],
-                                minlength=num_classes)
+    matched_pred = np.bincount(pair.pred.classes[pair.pred_to_label <= tolerance_px], minlength=num_classes)
+    matched_label = np.bincount(pair.label.classes[pair.label_to_pred <= tolerance_px], minlength=num_classes)
     both = (in_pred > 0) & (in_label > 0)
     one_sided = (in_pred > 0) != (in_label > 0)
     precision, recall, f_score = (np.full(num_classes, np.nan) for _ in range(3))

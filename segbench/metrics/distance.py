@@ -17,7 +17,7 @@ Another percentile renames the columns: percentile 99 gives HD99 and mHD99.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from segbench.metrics.base import MetricResult, RecordState
-from segbench.metrics.contours import (CONVENTIONS, BoundaryPair, Distances, boundary_pair, column_means,
-                                       image_diagonal, mean_of_defined)
+from segbench.metrics.contours import (CONVENTIONS, BoundaryPair, boundary_pair, column_means, image_diagonal,
+                                       mean_of_defined)
 from segbench.registry import register_metric
 
 ONE_SIDED_POLICIES = ("diagonal", "inf", "skip")
@@ -45,23 +45,15 @@ def hausdorff_distances(pair: BoundaryPair, num_classes: int, percentile: float,
     in_pred, in_label = pair.pred.counts(), pair.label.counts()
     hd = np.full(num_classes, np.nan)
     hd_percentile = np.full(num_classes, np.nan)
-    directions = pair.pred_to_label, pair.label_to_pred
     for c in np.flatnonzero((in_pred > 0) & (in_label > 0)):
-        hd[c] = _larger(directions, c, 100, lambda d: d.maximum(c))
-        hd_percentile[c] = _larger(directions, c, percentile, lambda d: d.percentile(c, percentile))
+        directions = (pair.pred_to_label[pair.pred.starts[c]:pair.pred.starts[c + 1]],
+                      pair.label_to_pred[pair.label.starts[c]:pair.label.starts[c + 1]])
+        hd[c] = max(float(d.max()) for d in directions)
+        hd_percentile[c] = max(float(np.percentile(d, percentile)) for d in directions)
     is_one_sided = (in_pred > 0) != (in_label > 0)
     worst = {"diagonal": image_diagonal(pair.shape), "inf": math.inf, "skip": math.nan}[one_sided]
     hd[is_one_sided] = hd_percentile[is_one_sided] = worst
     return hd, hd_percentile, is_one_sided
-
-
-def _larger(directions: Sequence[Distances], c: int, q: float,
-            exact: Callable[[Distances], float]) -> float:
-    """The larger of the two directions' figure, computing exactly only a direction that may be the larger."""
-    bounds = [d.bounds(c, q) for d in directions]
-    floor = max(low for low, _ in bounds)
-    floor -= 1e-9 * floor  # room for the rounding of interpolated bounds
-    return max(exact(d) for d, (_, high) in zip(directions, bounds) if high >= floor)
 
 
 def _matrix(records: Sequence[Mapping[str, Any]], key: str, num_classes: int) -> np.ndarray:

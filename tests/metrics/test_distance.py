@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from boundary_reference import (IGNORE, assert_same, reference_boundaries, reference_class_means,
                                 reference_distances)
-from segbench.metrics.contours import (ROWS, RING_RADIUS, Distances, boundary_pair, class_boundaries,
-                                       class_maps, compute_boundary_pair, torch_on_cpu)
+from segbench.metrics.contours import (ClassBoundaries, boundary_pair, class_boundaries, class_maps,
+                                       compute_boundary_pair, torch_on_cpu)
 from segbench.metrics.distance import DistanceMetric, percentile_name
+from segbench.metrics.nearest import nearest_distances
 from segbench.registry import METRICS
 from segbench.suite import DistanceOptions
 
@@ -68,7 +69,7 @@ def shapes_map(rng: np.random.Generator, height: int, width: int, num_classes: i
 
 @st.composite
 def pairs(draw: st.DrawFn, max_side: int = 45, num_classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(pred, label): noise, large shapes, or small far-apart blobs (distances beyond the offset search)."""
+    """(pred, label): noise, large shapes, or small far-apart blobs (long searches)."""
     height, width = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(["noise", "shapes", "blobs", "perturbed"]))
@@ -107,8 +108,8 @@ def check_distances(pred: np.ndarray, label: np.ndarray, num_classes: int) -> No
     pair = pair_of(pred, label, num_classes)
     for c in range(num_classes):
         bp, bg = reference_boundaries(pred, label, c)
-        to_label = pair.pred_to_label.exact()[pair.pred.starts[c]:pair.pred.starts[c + 1]]
-        to_pred = pair.label_to_pred.exact()[pair.label.starts[c]:pair.label.starts[c + 1]]
+        to_label = pair.pred_to_label[pair.pred.starts[c]:pair.pred.starts[c + 1]]
+        to_pred = pair.label_to_pred[pair.label.starts[c]:pair.label.starts[c + 1]]
         if bg.any():
             assert_same(to_label, reference_distances(bp, bg))
         else:
@@ -125,48 +126,6 @@ def test_distances_match_the_distance_transform(pair: tuple[np.ndarray, np.ndarr
     check_distances(*pair, 4)
 
 
-def test_every_way_of_finding_a_distance_is_exact() -> None:
-    """On the boundary (0), inside the other mask (rows), outside it near (offsets) and far (KD-tree)."""
-    rng = np.random.default_rng(7)
-    label = shapes_map(rng, 121, 203, 5, 25, 30)
-    pred = shapes_map(rng, 121, 203, 5, 25, 30)
-    pred = np.where(rng.random(label.shape) < 0.97, np.roll(label, (2, -3), (0, 1)), pred)
-    label[50:60, 80:95] = IGNORE
-    check_distances(pred, label, 5)
-    pair = pair_of(pred, label, 5)
-    exact = pair.pred_to_label.exact()
-    distances = exact[np.isfinite(exact)]
-    inside = pair.label_map[pair.pred.rows, pair.pred.cols] == pair.pred.classes
-    assert (distances == 0).any() and (distances > RING_RADIUS + 5).any()
-    assert ((0 < distances) & (distances <= RING_RADIUS)).any()
-    assert (exact[inside] > ROWS).any()
-
-
-def test_nearest_for_every_pixel_and_classes_the_other_map_lacks() -> None:
-    """Distances.nearest straight on all pixels: exact, a nearest pixel at that distance, inf for a
-    class the other map lacks; an empty other map gives inf everywhere."""
-    rng = np.random.default_rng(3)
-    label = shapes_map(rng, 40, 60, 4, 12, 12)
-    pred = shapes_map(rng, 40, 60, 4, 12, 12)
-    pred[5:12, 5:15], label[label == 2] = 2, 1  # class 2 in the prediction only
-    pair = pair_of(pred, label, 4)
-    distances = pair.pred_to_label
-    found, rows, cols = distances.nearest(np.arange(distances.lower.size))
-    for c in range(4):
-        part = distances.of(c)
-        bp, bg = reference_boundaries(pred, label, c)
-        if bg.any():
-            assert_same(found[part], reference_distances(bp, bg))
-            to_nearest = np.hypot(pair.pred.rows[part] - rows[part], pair.pred.cols[part] - cols[part])
-            assert_same(to_nearest, found[part])
-            assert bg[rows[part], cols[part]].all()
-        else:
-            assert part.stop > part.start and np.all(np.isinf(found[part]))
-    nothing = class_boundaries(np.full(label.shape, -1, dtype=np.int16), 4)
-    empty = Distances(pair.pred, nothing, distances.lower.copy(), distances.upper.copy())
-    assert np.all(np.isinf(empty.nearest(np.arange(distances.lower.size))[0]))
-
-
 @st.composite
 def far_apart(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
     """Independent maps of many small blobs: most boundary pixels far from the other boundary."""
@@ -176,29 +135,84 @@ def far_apart(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
     return maps[0], maps[1]
 
 
-@settings(max_examples=120, deadline=None)
-@given(far_apart(), st.sampled_from([2.5, 7.0, 12.0, 20.0]), st.sampled_from([0, 10, 50, 90, 95, 99, 100]))
-def test_figures_from_bounds_equal_figures_from_exact_distances(
-        pair: tuple[np.ndarray, np.ndarray], tolerance: float, percentile: float) -> None:
-    """Each figure makes exact only the distances it needs; it must come out as from all exact distances."""
-    pred, label = pair
-    bounded = 0
-    for c in range(4):
-        bp, bg = reference_boundaries(pred, label, c)
-        if not (bp.any() and bg.any()):
-            continue
-        for direction, (source, target) in enumerate(((bp, bg), (bg, bp))):
-            exact = reference_distances(source, target)
+@settings(max_examples=60, deadline=None)
+@given(far_apart())
+def test_far_distances_match_the_distance_transform(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    check_distances(*pair, 4)
 
-            def fresh():
-                return (lambda p: (p.pred_to_label, p.label_to_pred)[direction])(pair_of(pred, label, 4))
 
-            distances = fresh()
-            bounded += np.count_nonzero(distances.lower < distances.upper)
-            assert_same(distances.within(tolerance)[distances.of(c)], exact <= tolerance)
-            assert fresh().maximum(c) == exact.max()
-            assert fresh().percentile(c, percentile) == np.percentile(exact, percentile)
-    assert bounded > 0  # the bounds were put to the test
+def test_every_kind_of_distance_is_exact() -> None:
+    """On the other boundary (0), inside the other mask, outside it near and far."""
+    rng = np.random.default_rng(7)
+    label = shapes_map(rng, 121, 203, 5, 25, 30)
+    pred = shapes_map(rng, 121, 203, 5, 25, 30)
+    pred = np.where(rng.random(label.shape) < 0.97, np.roll(label, (2, -3), (0, 1)), pred)
+    label[50:60, 80:95] = IGNORE
+    check_distances(pred, label, 5)
+    pair = pair_of(pred, label, 5)
+    distances = pair.pred_to_label[np.isfinite(pair.pred_to_label)]
+    inside = pair.label_map[pair.pred.rows, pair.pred.cols] == pair.pred.classes
+    assert (distances == 0).any() and (distances > 20).any()
+    assert (pair.pred_to_label[inside] > 3).any() and (pair.pred_to_label[~inside] > 3).any()
+
+
+@st.composite
+def point_sets(draw: st.DrawFn) -> tuple[ClassBoundaries, ClassBoundaries]:
+    """Two sets of pixels with classes, any shape (not boundaries): sparse, dense, in few rows."""
+    height, width = draw(st.integers(1, 60)), draw(st.integers(1, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    sets = []
+    for density in (draw(st.sampled_from([0.01, 0.1, 0.5])), draw(st.sampled_from([0.002, 0.02, 0.3]))):
+        classes = np.where(rng.random((height, width)) < density, rng.integers(0, 3, (height, width)), -1)
+        sets.append(class_boundaries_of_points(classes.astype(np.int16), 3))
+    return sets[0], sets[1]
+
+
+def class_boundaries_of_points(classes: np.ndarray, num_classes: int) -> ClassBoundaries:
+    """Every pixel whose value is a class, as ClassBoundaries keeps them: by class, then raster order."""
+    flat = np.flatnonzero(classes.ravel() >= 0)
+    values = classes.ravel()[flat]
+    order = np.argsort(values, kind="stable")
+    flat, values = flat[order], values[order]
+    starts = np.searchsorted(values, np.arange(num_classes + 1))
+    return ClassBoundaries(flat // classes.shape[1], flat % classes.shape[1], values, starts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(point_sets())
+def test_the_search_equals_brute_force(sets: tuple[ClassBoundaries, ClassBoundaries]) -> None:
+    """The row-by-row search against every pair of pixels, on point sets of any shape."""
+    source, target = sets
+    found = nearest_distances(source, target)
+    for i in range(source.rows.size):
+        c = source.classes[i]
+        same = slice(target.starts[c], target.starts[c + 1])
+        squared = (target.rows[same] - source.rows[i]) ** 2 + (target.cols[same] - source.cols[i]) ** 2
+        assert found[i] == (np.sqrt(float(squared.min())) if squared.size else math.inf)
+
+
+def test_a_farther_row_can_hold_the_nearest_pixel() -> None:
+    """The search goes on past the first row with a pixel while dy^2 is below the best found."""
+    target = np.full((9, 30), -1, dtype=np.int16)
+    target[4, 25] = 0  # the pixel's own row, 20 columns away
+    target[8, 5] = 0   # 4 rows down, straight below: the nearest
+    target[0, 8] = 0   # 4 rows up, 3 columns off
+    source = np.full((9, 30), -1, dtype=np.int16)
+    source[4, 5] = 0
+    found = nearest_distances(class_boundaries_of_points(source, 1), class_boundaries_of_points(target, 1))
+    assert found.tolist() == [4.0]
+
+
+def test_classes_the_other_map_lacks_get_inf() -> None:
+    rng = np.random.default_rng(3)
+    label = shapes_map(rng, 40, 60, 4, 12, 12)
+    pred = shapes_map(rng, 40, 60, 4, 12, 12)
+    pred[5:12, 5:15], label[label == 2] = 2, 1  # class 2 in the prediction only
+    check_distances(pred, label, 4)
+    pair = pair_of(pred, label, 4)
+    assert np.isinf(pair.pred_to_label[pair.pred.classes == 2]).all() and (pair.pred.classes == 2).any()
+    nothing = class_boundaries(np.full(label.shape, -1, dtype=np.int16), 4)
+    assert np.isinf(nearest_distances(pair.pred, nothing)).all()
 
 
 # --- against the reference -------------------------------------------------------
@@ -423,7 +437,7 @@ def test_one_thread_gives_the_same_records() -> None:
 
 def exact_distances(pred: np.ndarray, label: np.ndarray) -> list[np.ndarray]:
     pair = boundary_pair(torch.from_numpy(pred), torch.from_numpy(label), 4, IGNORE)
-    return [pair.pred_to_label.exact(), pair.label_to_pred.exact(), pair.pred.rows, pair.label.cols]
+    return [pair.pred_to_label, pair.label_to_pred, pair.pred.rows, pair.label.cols]
 
 
 @settings(max_examples=80, deadline=None)
@@ -474,9 +488,10 @@ def test_agrees_with_monai_where_both_masks_exist(pair: tuple[np.ndarray, np.nda
                   for q in (None, 95)]
     both = np.array([(pred == c).any() and (label == c).any() for c in range(4)])
     one = np.array([(pred == c).any() != (label == c).any() for c in range(4)])
-    # MONAI returns float32, and interpolates its percentile (torch.quantile) in float32
+    # MONAI returns float32, and interpolates its percentile (torch.quantile) in float32: the rank
+    # q/100 (n - 1) and its weight are off by about n float32 epsilons (5e-5 seen)
     np.testing.assert_allclose(np.array(record["HD"])[both], theirs[0][both], rtol=1e-6)
-    np.testing.assert_allclose(np.array(record["HD95"])[both], theirs[1][both], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.array(record["HD95"])[both], theirs[1][both], rtol=1e-5, atol=5e-4)
     assert np.all(np.isinf(theirs[0][one])) and np.all(np.isnan(theirs[1][one]))
     assert np.all(np.array(record["HD"])[one] == math.hypot(*label.shape))
 
