@@ -177,29 +177,32 @@ def report(
     options = ReportOptions(metrics=metric or None, sort=sort, ci=ci, ci_style=ci_style.value,
                             decimals=decimals, per_class_metric=per_class_metric,
                             resamples=resamples, seed=seed, alpha=alpha)
+    galleries: dict[Path, bytes] = {}
     try:
         results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
         if chosen == "html" and out is not None:
-            options.galleries = _galleries(results, out)
+            galleries, options.galleries = _galleries(results, out)
         text = render(results, chosen, options)
     except UserError as error:
         fail(error)
     if out is None:
         print(text, end="")
         return
+    for path, html in galleries.items():  # written once the report has rendered, before the report links them
+        atomic_write_bytes(path, html)
     atomic_write_bytes(out, text.encode("utf-8"))
     print(out)
 
 
-def _galleries(results: "RunResults", report: Path) -> dict[str, str]:
-    """Galleries of each model's worst images beside an HTML report, when predictions were saved."""
+def _galleries(results: "RunResults", report: Path) -> tuple[dict[Path, bytes], dict[str, str]]:
+    """Galleries of each model's worst images beside an HTML report, when predictions were saved, and the
+    report's links to them."""
     from segbench.gallery import worst_galleries
 
-    report.parent.mkdir(parents=True, exist_ok=True)
-    links, notes = worst_galleries(results, report)
+    files, links, notes = worst_galleries(results, report)
     for note in notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-    return links
+    return files, links
 
 
 @app.command()

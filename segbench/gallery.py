@@ -25,7 +25,6 @@ import pandas as pd
 from PIL import Image
 from pydantic import TypeAdapter, ValidationError
 
-from segbench.atomic import atomic_write_bytes
 from segbench.data.base import SegDataset
 from segbench.data.io import read_label
 from segbench.errors import UserError
@@ -422,13 +421,14 @@ def gallery(results: RunResults, *, dataset: str | None = None, models: list[str
 
 
 def worst_galleries(results: RunResults, report: Path, count: int = 10,
-                    by: str = "mIoU") -> tuple[dict[str, str], list[str]]:
+                    by: str = "mIoU") -> tuple[dict[Path, bytes], dict[str, str], list[str]]:
     """Beside an HTML report, a gallery per dataset with saved predictions: each model's worst images.
 
-    Returns the links for the report (text -> href relative to the report)
-    and notes on what could not be drawn.
+    Returns the galleries (path -> HTML, for the caller to write once the
+    report has rendered), the links for the report (text -> href relative to
+    the report) and notes on what could not be drawn.
     """
-    links, notes = {}, []
+    files, links, notes = {}, {}, []
     datasets = dict.fromkeys(dataset for _, dataset in saved_predictions(results))
     for dataset in datasets:
         path = report.with_name(f"{report.stem}-gallery-{_slug(dataset)}.html")
@@ -439,7 +439,7 @@ def worst_galleries(results: RunResults, report: Path, count: int = 10,
             notes.append(f"no gallery for dataset {dataset!r}: {error}")
             continue
         title = f"segbench gallery: {results.manifest.get('suite_name', 'segbench')}, {dataset}"
-        atomic_write_bytes(path, render(source, sections, title).encode("utf-8"))
+        files[path] = render(source, sections, title).encode("utf-8")
         links |= {f"{dataset}: {section.title}": f"{path.name}#{section.anchor}" for section in sections}
         notes += source.notes
-    return links, notes
+    return files, links, notes

@@ -112,6 +112,14 @@ def test_html_report_links_to_the_worst_images_of_each_model(run_dir, tmp_path):
     assert 'id="worst-unet"' in (tmp_path / "report-gallery-shapes.html").read_text()
 
 
+def test_a_report_that_fails_writes_no_gallery(run_dir, tmp_path):
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "report.html"),
+                                      "--metric", "mIoUU"])
+    assert result.exit_code == 2, result.output
+    assert "mIoUU" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "segformer"], "no model 'segformer' on dataset 'shapes'; these runs have: fcn, unet"),
     (["--dataset", "cityscapes"], "no dataset 'cityscapes' in these runs; they have: shapes"),
