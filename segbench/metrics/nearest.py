@@ -12,17 +12,27 @@ the class cost nothing. Square roots are taken of the integer squared
 distances, correctly rounded, as scipy's exact distance transform gives them.
 
 numba compiles the search on first use (about a second) and caches it beside
-this file, or in the user's cache when that is not writable.
+this file, or in the user's cache folder when that is not writable; where
+neither is (a read-only install, no home), it compiles it in each process.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
 
 from segbench.metrics.contours import ClassBoundaries
+
+
+def _compiled(function: Callable) -> Callable:
+    """``function`` compiled by numba, releasing the GIL; cached where a cache folder is writable."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba found no writable cache folder
+        return numba.njit(nogil=True)(function)
 
 
 def nearest_distances(source: ClassBoundaries, target: ClassBoundaries) -> np.ndarray:
@@ -45,7 +55,7 @@ def nearest_distances(source: ClassBoundaries, target: ClassBoundaries) -> np.nd
 _NONE = 1 << 31  # a row offset beyond any image: no more rows on that side
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _first_at_least(values, lo, hi, x):
     """The first position in [lo, hi) of ascending ``values`` whose value is >= x (hi if none)."""
     while lo < hi:
@@ -57,7 +67,7 @@ def _first_at_least(values, lo, hi, x):
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _search(rows, cols, classes, target_cols, group_start, group_row, next_group, height, out):
     for i in range(rows.shape[0]):
         c = classes[i]

@@ -9,9 +9,13 @@ surface-distance where their conventions coincide with ours.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import monai.metrics as monai_metrics
 import surface_distance
@@ -201,6 +205,21 @@ def test_a_farther_row_can_hold_the_nearest_pixel() -> None:
     source[4, 5] = 0
     found = nearest_distances(class_boundaries_of_points(source, 1), class_boundaries_of_points(target, 1))
     assert found.tolist() == [4.0]
+
+
+def test_the_search_runs_where_numba_can_cache_nowhere() -> None:
+    """A read-only install and no home: numba compiles the search in the process instead of failing."""
+    program = ("import numpy as np\n"
+               "from segbench.metrics.contours import ClassBoundaries\n"
+               "from segbench.metrics.nearest import nearest_distances\n"
+               "one, two = (ClassBoundaries(np.array(r), np.array(c), np.array([0, 0], np.int16), np.array([0, 2]))\n"
+               "            for r, c in (([0, 1], [0, 2]), ([0, 4], [3, 2])))\n"
+               "print(nearest_distances(one, two).tolist())")
+    env = os.environ | {"NUMBA_CACHE_LOCATOR_CLASSES": "no_cache_folder.NoCacheFolder",
+                        "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str([3.0, math.sqrt(2)])
 
 
 def test_classes_the_other_map_lacks_get_inf() -> None:
