@@ -74,16 +74,21 @@ class Section:
 
 # ---------------------------------------------------------------- where the pictures come from
 
-def saved_predictions(results: RunResults) -> dict[tuple[str, str], Path]:
-    """The prediction folders of the complete cells that saved them, by (model, dataset)."""
+def _complete_cells(results: RunResults) -> dict[tuple[str, str], tuple[Path, dict]]:
+    """The complete cells' prediction folders (whether or not they exist) and cell.json records,
+    by (model, dataset)."""
     found = {}
     for cell_id, entry in results.manifest.get("cells", {}).items():
         store = RunStore(Path(entry.get("run_dir", results.root)))
-        folder = store.predictions_dir(cell_id)
         record = store.cell_record(cell_id)
-        if record is not None and folder.is_dir():
-            found[(record["model"], record["dataset"])] = folder
+        if record is not None:
+            found[(record["model"], record["dataset"])] = (store.predictions_dir(cell_id), record)
     return found
+
+
+def _saved_predictions(cells: dict[tuple[str, str], tuple[Path, dict]]) -> dict[tuple[str, str], Path]:
+    """The prediction folders of the complete cells (:func:`_complete_cells`) that saved them."""
+    return {key: folder for key, (folder, _) in cells.items() if folder.is_dir()}
 
 
 def open_source(results: RunResults, dataset: str | None = None, models: list[str] | None = None) -> Source:
@@ -94,7 +99,8 @@ def open_source(results: RunResults, dataset: str | None = None, models: list[st
     dataset = _chosen_dataset(names, dataset)
     rows = results.per_image[results.per_image["dataset"] == dataset]
     known = list(dict.fromkeys(rows["model"]))
-    saved = {model: folder for (model, name), folder in saved_predictions(results).items() if name == dataset}
+    cells = _complete_cells(results)
+    saved = {model: folder for (model, name), folder in _saved_predictions(cells).items() if name == dataset}
     notes = []
     if models:
         unknown = [m for m in models if m not in known]
@@ -112,7 +118,8 @@ def open_source(results: RunResults, dataset: str | None = None, models: list[st
         lacking = ", ".join(missing or known)
         raise UserError(f"no saved predictions for {lacking} on dataset {dataset!r}: {SAVE_HINT}",
                         source=str(results.root))
-    data, record = _open_dataset(results, models[0], dataset)
+    record = cells[(models[0], dataset)][1]
+    data = _open_dataset(record, dataset, results.root)
     if data.fingerprint() != record.get("dataset_fingerprint"):
         notes.append(f"dataset {dataset!r} has changed since the run (its fingerprint differs): "
                      "the pictures may not match the figures")
@@ -131,22 +138,15 @@ def _chosen_dataset(names: list[str], dataset: str | None) -> str:
     return dataset
 
 
-def _open_dataset(results: RunResults, model: str, dataset: str) -> tuple[SegDataset, dict]:
-    """The dataset as the cell read it, from the resolved settings in its cell.json; and that record."""
+def _open_dataset(record: dict, dataset: str, root: Path) -> SegDataset:
+    """The dataset as a cell read it, from the resolved settings in its cell.json ``record``."""
     load_plugins()
-    for cell_id, entry in results.manifest.get("cells", {}).items():
-        record = RunStore(Path(entry.get("run_dir", results.root))).cell_record(cell_id)
-        if record is not None and (record["model"], record["dataset"]) == (model, dataset):
-            break
-    else:
-        raise UserError(f"no complete cell of model {model!r} on dataset {dataset!r}", source=str(results.root))
     try:
         config = TypeAdapter(DatasetConfig).validate_python(record["settings"]["dataset"])
-        opened = DATASETS[config.type](config)
+        return DATASETS[config.type](config)
     except (UserError, ValidationError, KeyError) as error:
         raise UserError(f"cannot open dataset {dataset!r} as the run recorded it, and the gallery needs its "
-                        f"images and labels: {error}", source=str(results.root)) from None
-    return opened, record
+                        f"images and labels: {error}", source=str(root)) from None
 
 
 # ---------------------------------------------------------------- choosing the images
@@ -429,7 +429,7 @@ def worst_galleries(results: RunResults, report: Path, count: int = 10,
     the report) and notes on what could not be drawn.
     """
     files, links, notes = {}, {}, []
-    datasets = dict.fromkeys(dataset for _, dataset in saved_predictions(results))
+    datasets = dict.fromkeys(dataset for _, dataset in _saved_predictions(_complete_cells(results)))
     for dataset in datasets:
         path = report.with_name(f"{report.stem}-gallery-{_slug(dataset)}.html")
         try:
