@@ -30,6 +30,7 @@ the report with its error):
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import re
 import subprocess
@@ -210,7 +211,7 @@ def metric_time(device: torch.device, height: int, width: int, quick: bool) -> s
     pairs = [random_pair(height, width, 19, device, seed) for seed in range(3)]
     pred, label = pairs[0]
     repeats = 3 if quick else 20
-    calls = iter(range(10**9))
+    calls = itertools.count()
 
     def median_ms(call: Callable[[], object]) -> float:
         call()
