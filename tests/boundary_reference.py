@@ -48,3 +48,12 @@ def reference_class_means(values: list[np.ndarray]) -> np.ndarray:
 
 def assert_same(a, b) -> None:
     np.testing.assert_array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    """Per-image records equal key for key: the image ids exactly, the figures by :func:`assert_same`."""
+    assert [r.keys() for r in a] == [r.keys() for r in b]
+    for x, y in zip(a, b):
+        assert x["image_id"] == y["image_id"]
+        for key in x.keys() - {"image_id"}:
+            assert_same(x[key], y[key])

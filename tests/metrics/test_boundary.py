@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
-from boundary_reference import (IGNORE, assert_same, reference_boundary, reference_class_means,
-                                reference_distances, reference_masks)
+from boundary_reference import (IGNORE, assert_same, assert_same_records, reference_boundary,
+                                reference_class_means, reference_distances, reference_masks)
 from segbench.errors import UserError
 from segbench.metrics.boundary import BoundaryMetric, biou_width, boundary_iou_counts, parse_tolerance
 from segbench.metrics.contours import (boundary_pair, class_boundaries, class_maps, compute_boundary_pair,
@@ -213,16 +213,6 @@ def test_dataset_figures_match_the_reference(pairs_, tolerance, dilation_ratio: 
 
 
 # --- the torch path (CUDA tensors take it; torch_on_cpu forces it on CPU ones) ----------
-
-def assert_same_records(a: list[dict], b: list[dict]) -> None:
-    assert [r.keys() for r in a] == [r.keys() for r in b]
-    for x, y in zip(a, b):
-        for key in x:
-            if key == "image_id":
-                assert x[key] == y[key]
-            else:
-                assert_same(x[key], y[key])
-
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(pairs(), min_size=1, max_size=3), st.sampled_from([0.0075, 0.2, "1.5px"]),

@@ -25,8 +25,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boundary_reference import (IGNORE, assert_same, reference_boundaries, reference_class_means,
-                                reference_distances)
+from boundary_reference import (IGNORE, assert_same, assert_same_records, reference_boundaries,
+                                reference_class_means, reference_distances)
 from segbench.metrics.contours import (ClassBoundaries, boundary_pair, class_boundaries, class_maps,
                                        compute_boundary_pair, torch_on_cpu)
 from segbench.metrics.distance import DistanceMetric, percentile_name
@@ -432,14 +432,6 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def assert_same_records(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys() and x["image_id"] == y["image_id"]
-        for key in x.keys() - {"image_id"}:
-            assert_same(x[key], y[key])
 
 
 def test_one_thread_gives_the_same_records() -> None:
