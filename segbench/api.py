@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from segbench.runner import Reporter, RunOutcome, new_run_id, run_suite
-from segbench.suite import Suite, load_suite, parse_suite
+from segbench.suite import Suite, parse_suite, read_suite
 
 
 def resolve_suite(suite: str | Path | dict | Suite) -> tuple[Suite, dict[str, Any] | None]:
@@ -17,10 +15,7 @@ def resolve_suite(suite: str | Path | dict | Suite) -> tuple[Suite, dict[str, An
         return suite, None
     if isinstance(suite, dict):
         return parse_suite(suite, base_dir=Path.cwd()), suite
-    path = Path(suite)
-    resolved = load_suite(path)
-    return resolved, {"path": str(path.resolve()), "text": path.read_text(),
-                      "data": yaml.safe_load(path.read_text())}
+    return read_suite(suite)
 
 
 def run_dir_for(suite: Suite, run_dir: str | Path | None, out: str | Path) -> Path:

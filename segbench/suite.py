@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ from segbench.errors import UserError
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+MAX_EXPANDED_VALUES = 100_000
+"""The most values a suite may expand to through YAML aliases; a real suite has a few hundred."""
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def expand_env(text: str) -> str:
@@ -60,6 +64,16 @@ def _path_or_name(value: str, info: ValidationInfo) -> str:
 ConfigRef = Annotated[str, AfterValidator(_path_or_name)]
 
 
+def _no_double_underscore(name: str) -> str:
+    """A cell id is ``<model>__<dataset>``: with '__' inside a name, two cells could share one id."""
+    if "__" in name:
+        raise ValueError(f"name {name!r} contains '__': '__' separates model and dataset in cell ids")
+    return name
+
+
+EntryName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_no_double_underscore)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,7 +81,7 @@ class Strict(BaseModel):
 # ---------------------------------------------------------------- datasets
 
 class DatasetBase(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: EntryName
     invalid_labels: Literal["error", "ignore"] = "error"
     """A label value outside [0, K) that is not the ignore index: an error, or mapped to ignore and counted."""
 
@@ -150,9 +164,13 @@ class InferenceConfig(Strict):
 
 
 class ModelBase(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: EntryName
     save_predictions: bool | None = None
     """Overrides the suite's ``save_predictions`` for this model; None: the suite's."""
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        """The files this model reads on ``dataset`` that can change in place (a resume redoes the cell)."""
+        return []
 
 
 class BuiltinModelConfig(ModelBase):
@@ -178,6 +196,9 @@ class BuiltinModelConfig(ModelBase):
             return value
         return str(_resolve_path(value, info))
 
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [] if self.weights in ("demo", "random") else [Path(self.weights)]
+
 
 class PythonModelConfig(ModelBase):
     type: Literal["python"]
@@ -188,6 +209,9 @@ class PythonModelConfig(ModelBase):
     std: tuple[float, float, float] = tuple(IMAGENET_STD)
     checkpoint: SuitePath | None = None
     inference: InferenceConfig = InferenceConfig()
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [] if self.checkpoint is None else [self.checkpoint]
 
 
 class PredictionsModelConfig(ModelBase):
@@ -201,6 +225,9 @@ class PredictionsModelConfig(ModelBase):
     def _root_path(cls, value: str, info: ValidationInfo) -> str:
         return str(_resolve_path(value, info))
 
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [Path(self.root.replace("{dataset}", dataset))]
+
 
 class MMSegModelConfig(ModelBase):
     type: Literal["mmseg"]
@@ -212,6 +239,10 @@ class MMSegModelConfig(ModelBase):
     allow_unsafe_checkpoint: bool = False
     class_map: list[int] | None = None
     """For each class the model predicts, the dataset class it counts as."""
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        config = [Path(self.config)] if self.config.endswith(".py") or "/" in self.config else []
+        return config + ([] if self.checkpoint is None else [self.checkpoint])
 
 
 ModelConfig = Annotated[Union[BuiltinModelConfig, PythonModelConfig, PredictionsModelConfig,
@@ -335,18 +366,125 @@ class Cell:
 
 # ---------------------------------------------------------------- loading
 
-def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map each key path of a composed YAML document to its 1-based line."""
-    index = {} if index is None else index
-    index.setdefault(path, node.start_mark.line + 1)
+def _read_text(path: Path) -> str:
+    """The file decoded as UTF-8 whatever the locale, newlines normalised as ``Path.read_text`` does."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read the suite file: {error.strerror}", source=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"not UTF-8 text: byte 0x{raw[error.start]:02x} at byte offset {error.start}",
+                        source=str(path), line=raw.count(b"\n", 0, error.start) + 1) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
+    """The document's data and the line of each key path; a malformed document is a UserError."""
+    try:
+        return _compose_and_construct(text, source)
+    except yaml.YAMLError as error:
+        raise _malformed(error, text, source) from None
+    except RecursionError:  # PyYAML composes recursively: a few hundred nested brackets exhaust the stack
+        raise UserError("malformed YAML: nested too deeply", source=source) from None
+
+
+def _compose_and_construct(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
+    """Compose the document once, check it, and only then build Python objects from the same nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        if _expanded_size(node) > MAX_EXPANDED_VALUES:
+            raise UserError(f"the suite expands to more than {MAX_EXPANDED_VALUES} values through YAML "
+                            "aliases (&anchor / *alias)", source=source)
+        lines = _line_index(node, source)
+        return loader.construct_document(node), lines
+    finally:
+        loader.dispose()
+
+
+def _malformed(error: yaml.YAMLError, text: str, source: str) -> UserError:
+    """One line: the problem and its line (a reader error, e.g. a control character, has only an offset)."""
+    mark = getattr(error, "problem_mark", None)
+    position = getattr(error, "position", None)
+    if mark is not None:
+        line = mark.line + 1
+    elif position is not None:
+        line = text.count("\n", 0, position) + 1
+    else:
+        line = None
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return UserError(f"malformed YAML: {problem}", source=source, line=line)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            index[path + (key.value,)] = key.start_mark.line + 1
-            _line_index(value, path + (key.value,), index)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, path + (i,), index)
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expanded_size(root: yaml.Node) -> float:
+    """How many nodes the document holds once every alias is expanded, found without expanding it.
+
+    Each node object is sized once (memoised by ``id``), so a "billion laughs" document costs what
+    is written, not what it expands to. A node counts as infinite while it is being sized: an alias
+    back into it (a node that contains itself) expands without end.
+    """
+    sizes: dict[int, float] = {}
+
+    def size(node: yaml.Node) -> float:
+        if id(node) not in sizes:
+            sizes[id(node)] = math.inf
+            sizes[id(node)] = 1 + sum(size(child) for child in _children(node))
+        return sizes[id(node)]
+
+    return size(root)
+
+
+def _line_index(root: yaml.Node, source: str) -> dict[tuple, int]:
+    """Map each key path of a composed YAML document to its 1-based line; refuse a repeated key.
+
+    Each node object is visited once: a node reached again through an alias is not descended into,
+    so a path under an alias falls back to the line of its nearest indexed ancestor (the alias's key).
+    """
+    index: dict[tuple, int] = {}
+    seen: set[int] = set()
+
+    def visit(node: yaml.Node, path: tuple) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                visit(item, path + (i,))
+        elif isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(node, path, source)
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):  # other keys are refused when the data is built
+                    index[path + (key.value,)] = key.start_mark.line + 1
+                    visit(value, path + (key.value,))
+
+    visit(root, ())
     return index
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode, path: tuple, source: str) -> None:
+    """PyYAML silently keeps the last of two equal keys; a suite refuses them (merge keys ``<<`` aside)."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in first:
+            raise UserError(f"duplicate key '{key.value}' (first at line {first[(key.tag, key.value)]})",
+                            source=source, field=_dotted(path + (key.value,)), line=line)
+        first[(key.tag, key.value)] = line
 
 
 def _locate(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[str, int | None]:
@@ -363,8 +501,12 @@ def _locate(loc: tuple, data: Any, lines: dict[tuple, int]) -> tuple[str, int | 
         path += (part,)
         node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
     line = next((lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in lines), None)
-    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-    return dotted, line
+    return _dotted(path), line
+
+
+def _dotted(path: tuple) -> str:
+    """A key path as the user reads it: ``models[0].name``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
 def _has(node: dict | list, key: Any) -> bool:
@@ -405,20 +547,18 @@ def parse_suite(data: Any, *, base_dir: Path | None = None, source: str | None =
         raise _first_error(error, data, source, lines or {}) from None
 
 
+def read_suite(path: str | Path) -> tuple[Suite, dict[str, Any]]:
+    """Read a suite file once: the validated Suite, and the suite as given (its path, text and data).
+
+    Every mistake is a UserError naming the file, and the field and line where they apply.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    data, lines = _parse_yaml(text, str(path))
+    suite = parse_suite(data, base_dir=path.resolve().parent, source=str(path), lines=lines)
+    return suite, {"path": str(path.resolve()), "text": text, "data": data}
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read, validate and resolve a suite file; every mistake is a UserError naming file, field and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read the suite file: {error.strerror}", source=str(path)) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise UserError(f"malformed YAML: {problem}", source=str(path),
-                        line=mark.line + 1 if mark else None) from None
-    lines = _line_index(node) if node is not None else {}
-    return parse_suite(data, base_dir=path.resolve().parent, source=str(path), lines=lines)
+    return read_suite(path)[0]

@@ -1,7 +1,12 @@
+import builtins
+import io
+import subprocess
+import sys
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
+import yaml
 
 from segbench.errors import UserError
 from segbench.suite import load_suite, parse_suite
@@ -116,6 +121,137 @@ def test_slide_needs_crop_and_stride(tmp_path):
 def test_missing_suite_file(tmp_path):
     with pytest.raises(UserError, match="cannot read"):
         load_suite(tmp_path / "absent.yaml")
+
+
+def test_suite_that_is_not_utf8_is_refused_with_the_offset(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(UserError) as info:
+        load_suite(path)
+    assert info.value.message == "not UTF-8 text: byte 0xe9 at byte offset 9"
+    assert (info.value.source, info.value.line) == (str(path), 1)
+
+
+def test_control_character_is_one_line_with_its_line(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_suite(write(tmp_path, "name: demo\nmodels: \x00\n"))
+    assert info.value.message == ("malformed YAML: unacceptable character #x0000: "
+                                  "special characters are not allowed")
+    assert info.value.line == 2
+
+
+def test_duplicate_top_level_key_refused_with_both_lines(tmp_path):
+    path = write(tmp_path, VALID + "    name: other\n")
+    with pytest.raises(UserError) as info:
+        load_suite(path)
+    assert info.value.message == "duplicate key 'name' (first at line 1)"
+    assert (info.value.source, info.value.field, info.value.line) == (str(path), "name", 17)
+
+
+def test_duplicate_key_inside_a_model_refused_with_both_lines(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_suite(write(tmp_path, VALID.replace("arch: unet", "arch: unet\n        arch: fcn")))
+    assert info.value.message == "duplicate key 'arch' (first at line 13)"
+    assert (info.value.field, info.value.line) == ("models[0].arch", 14)
+
+
+ANCHORS = """\
+    name: demo
+    datasets:
+      - name: shapes
+        type: synthetic
+    models:
+      - &python
+        name: a
+        type: python
+        factory: pkg.nets:build
+        num_classes: 3
+        mean: &mean [1.0, 2.0, 3.0]
+        kwargs: &opts {flip: true}
+      - <<: *python
+        name: b
+        std: *mean
+"""
+
+
+def test_anchors_aliases_and_merge_keys_still_load(tmp_path):
+    first, second = load_suite(write(tmp_path, ANCHORS)).models
+    assert (first.name, second.name) == ("a", "b")
+    assert first.mean == second.mean == second.std == (1.0, 2.0, 3.0)
+    assert second.factory == "pkg.nets:build" and second.kwargs == {"flip": True}
+
+
+def test_error_under_an_alias_points_at_the_alias(tmp_path):
+    text = ANCHORS.replace("{flip: true}", "{flip: true, colour: red}") + "        inference: *opts\n"
+    with pytest.raises(UserError) as info:
+        load_suite(write(tmp_path, text))
+    assert "unknown key 'colour'" in info.value.message
+    assert (info.value.field, info.value.line) == ("models[1].inference.colour", 16)
+
+
+def test_alias_bomb_refused_quickly_in_bounded_memory(tmp_path):
+    lines = ["name: bomb", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 values
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    code = dedent("""\
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+        from segbench.errors import UserError
+        from segbench.suite import load_suite
+        try:
+            load_suite(sys.argv[1])
+        except UserError as error:
+            print(error)
+    """)
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                            timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (f"{path}: the suite expands to more than 100000 values "
+                             "through YAML aliases (&anchor / *alias)\n")
+
+
+def test_alias_inside_its_own_anchor_refused(tmp_path):
+    with pytest.raises(UserError, match="expands to more than 100000 values through YAML aliases"):
+        load_suite(write(tmp_path, "name: demo\nloop: &loop [*loop]\n"))
+
+
+def test_deeply_nested_yaml_refused(tmp_path):
+    with pytest.raises(UserError, match="nested too deeply"):
+        load_suite(write(tmp_path, "name: demo\nmodels: " + "[" * 2000 + "]" * 2000 + "\n"))
+
+
+def test_double_underscore_in_model_name_refused(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_suite(write(tmp_path, VALID.replace("name: unet", "name: u__net")))
+    assert "'__' separates model and dataset in cell ids" in info.value.message
+    assert (info.value.field, info.value.line) == ("models[0].name", 11)
+
+
+def test_double_underscore_in_dataset_name_refused(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_suite(write(tmp_path, VALID.replace("name: shapes", "name: sha__pes")))
+    assert "'__' separates model and dataset in cell ids" in info.value.message
+    assert (info.value.field, info.value.line) == ("datasets[0].name", 3)
+
+
+def test_resolve_suite_reads_the_file_once(tmp_path, monkeypatch):
+    from segbench.api import resolve_suite  # imports the runner and torch: only this test needs them
+    path = write(tmp_path, VALID)
+    opened = []
+    real_open = io.open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+    suite, source = resolve_suite(path)
+    assert opened.count(str(path)) == 1
+    text = dedent(VALID)
+    assert source == {"path": str(path.resolve()), "text": text, "data": yaml.safe_load(text)}
+    assert suite == load_suite(path)
 
 
 def test_mapping_api_and_digest_stability():
