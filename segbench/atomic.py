@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from segbench.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -27,17 +29,25 @@ def usual_mode(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename over it."""
+    """Write to a temporary file beside ``path``, then rename over it.
+
+    A failing write (a full disk, a read-only folder) leaves the old file as it
+    was and is a UserError naming the file and the reason.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
         usual_mode(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UserError(f"cannot write: {error.strerror or error}", source=str(path)) from None
         raise
 
 

@@ -101,6 +101,7 @@ def run(
     """
     from segbench.api import execute
     from segbench.distributed import world_from_env
+    from segbench.runner import Interrupted
     from segbench.store import load
 
     world = world_from_env()
@@ -113,6 +114,13 @@ def run(
                               reporter=RichReporter(progress, _shard_note(world.size)) if world.main else None)
     except UserError as error:
         fail(error, world.rank if world.size > 1 else None)
+    except Interrupted as stop:
+        err_console.print(f"[bold yellow]interrupted:[/] the manifest says so; `segbench run {suite} --run-dir "
+                          f"{stop.run_dir}` resumes it", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before any cell started: nothing to resume
+        err_console.print("[bold yellow]interrupted[/]", highlight=False)
+        raise typer.Exit(130) from None
     if not world.main:
         raise typer.Exit(0 if outcome.ok else 1)
     results = load(outcome.run_dir)
@@ -183,14 +191,14 @@ def report(
         if chosen == "html" and out is not None:
             galleries, options.galleries = _galleries(results, out)
         text = render(results, chosen, options)
+        if out is None:
+            print(text, end="")
+            return
+        for path, html in galleries.items():  # written once the report has rendered, before it links them
+            atomic_write_bytes(path, html)
+        atomic_write_bytes(out, text.encode("utf-8"))
     except UserError as error:
         fail(error)
-    if out is None:
-        print(text, end="")
-        return
-    for path, html in galleries.items():  # written once the report has rendered, before the report links them
-        atomic_write_bytes(path, html)
-    atomic_write_bytes(out, text.encode("utf-8"))
     print(out)
 
 
@@ -293,11 +301,11 @@ def show(
             text, notes = gallery(results, dataset=dataset, models=model or None, worst_count=worst, by=by,
                                   of=of, disagree_count=disagree, image_ids=images or None, full_max=full_max,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
+        atomic_write_bytes(out, text.encode("utf-8"))
     except UserError as error:
         fail(error)
     for note in notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-    atomic_write_bytes(out, text.encode("utf-8"))
     err_console.print(f"gallery: {len(text) / 2**20:.1f} MB", highlight=False)
     print(out)
 

@@ -6,11 +6,18 @@ CLI implements with rich.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
+import os
+import re
+import signal
+import sys
 import time
 import traceback
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +32,7 @@ from segbench.data.base import SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
 from segbench.environment import device_name, environment, resolve_device
 from segbench.errors import UserError
+from segbench.fingerprint import paths_fingerprint
 from segbench.metrics.checks import validate_pair
 from segbench.models.mmseg_adapter import check_model as check_mmseg_model
 from segbench.models.base import ModelAdapter
@@ -105,6 +113,14 @@ class Shard:
     traceback: str | None = None
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped the run; the manifest says ``interrupted`` and a resume picks it up."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted; resume with --run-dir {run_dir}")
+        self.run_dir = run_dir
+
+
 class CellFailed(Exception):
     """A rank could not evaluate its shard; carries that rank's traceback."""
 
@@ -160,7 +176,8 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
         indices = world.shard(len(dataset))
         loader = DataLoader(Subset(dataset, indices), batch_size=suite.batch_size,
                             num_workers=suite.num_workers, collate_fn=list,
-                            pin_memory=device.type == "cuda")
+                            pin_memory=device.type == "cuda",
+                            worker_init_fn=functools.partial(die_with_parent, os.getpid()))
         shard = Shard()
         if cell.save_predictions:
             writer = PredictionWriter(staging, cell.id, info.colours())
@@ -182,10 +199,23 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
             shard.predictions = writer.close()
         shard.metrics = {name: portable(metric) for name, metric in metrics.items()}
         return adapter, shard
-    except Exception as error:  # travels to rank 0, which fails the cell with it
+    except (Exception, SystemExit) as error:  # travels to rank 0, which fails the cell with it
         if writer is not None:
             writer.abort()
         return None, Shard(error=_describe(error), traceback=traceback.format_exc())
+
+
+def die_with_parent(parent: int, worker_id: int) -> None:
+    """A DataLoader worker's start: on Linux, ask the kernel to kill it when the run's process dies.
+
+    Without it, workers of a run killed with SIGKILL live on, orphaned, until
+    their next check of the parent (after the batch they are decoding).
+    """
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _merged(shards: list[Shard], dataset: SegDataset) -> dict[str, Any]:
@@ -252,14 +282,16 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
     return CellOutput(record, summary, per_class, per_image)
 
 
-def _is_done(store: RunStore, cell: Cell, fingerprint: str, device: torch.device) -> bool:
-    """Complete with the same settings and data, and, when it has efficiency figures, on this device model."""
+def _is_done(store: RunStore, cell: Cell, fingerprint: str, inputs: str | None, device: torch.device) -> bool:
+    """Complete with the same settings, data and input files, and, when it has efficiency figures, on this
+    device model."""
     record = store.cell_record(cell.id)
     if record is None or cell.efficiency is not None and (
             record["summary"].get("efficiency_device_name") != device_name(device)):
         return False
     return (record.get("settings_digest") == settings_digest(cell.settings())
-            and record.get("dataset_fingerprint") == fingerprint)
+            and record.get("dataset_fingerprint") == fingerprint
+            and record.get("inputs_fingerprint") == inputs)
 
 
 def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume: bool = True,
@@ -267,8 +299,8 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
     """Evaluate every cell of ``suite`` into ``run_dir``; user mistakes raise before anything is written.
 
     Under torchrun every rank calls this: the datasets are sharded across the
-    ranks, rank 0 merges and writes (into its ``run_dir``), and every rank
-    returns rank 0's outcome.
+    ranks, rank 0 merges and writes (into its ``run_dir``, holding its lock),
+    and every rank returns rank 0's outcome. Ctrl-C raises :class:`Interrupted`.
     """
     load_plugins()
     reporter = reporter or Reporter()
@@ -276,47 +308,67 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
     torch_device = world.device(resolve_device(device or suite.device))
     datasets = build_datasets(suite)
     check_models(suite)
-    with joined(world, torch_device):
+    with joined(world, torch_device), ExitStack() as stack:
         run_dir = world.broadcast(run_dir)
-        plan = _plan(suite, run_dir, resume, suite_source, torch_device, datasets, world) if world.main else None
-        to_run = world.broadcast(None if plan is None else plan.to_run)
-        outcome = RunOutcome(run_dir)
-        profiled: dict[tuple, tuple] = {}  # efficiency rows by (model, input size, classes), for this session
-        for cell in suite.cells():
-            if cell.id not in to_run:
-                outcome.statuses[cell.id] = "skipped"
-                reporter.cell_finished(cell.id, "skipped", None)
-                continue
-            if world.main:
-                plan.started(cell)
-            try:
-                output = evaluate_cell(cell, datasets[cell.dataset.name], suite, torch_device, reporter,
-                                       profiled, world, staging=run_dir / "cells")
-                if world.main:
-                    plan.store.write_cell(cell.id, output)
-                    _warn_untrained(output, cell, reporter)
-                    plan.finished(cell, "complete", seconds=output.record["eval_seconds"])
-                outcome.statuses[cell.id] = "complete"
-            except Exception as error:  # a failing cell is recorded and the run goes on
-                outcome.statuses[cell.id] = "failed"
-                outcome.errors[cell.id] = _describe(error)
-                if world.main:
-                    plan.finished(cell, "failed", error=outcome.errors[cell.id],
-                                  traceback=getattr(error, "traceback", None) or traceback.format_exc())
-            reporter.cell_finished(cell.id, outcome.statuses[cell.id], outcome.errors.get(cell.id))
+        plan, refusal = None, None
         if world.main:
-            plan.store.write_tables(plan.cell_ids)
-        return world.broadcast(outcome)
+            try:
+                plan = _plan(suite, run_dir, resume, suite_source, torch_device, datasets, world, stack)
+            except UserError as error:  # every rank stops with it, none waits for rank 0
+                refusal = error
+        shared = world.broadcast((refusal or plan.to_run) if world.main else None)
+        if isinstance(shared, UserError):
+            raise shared
+        return _run_cells(suite, run_dir, shared, plan, datasets, torch_device, reporter, world)
+
+
+def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan: _Plan | None,
+               datasets: dict[str, SegDataset], device: torch.device, reporter: Reporter,
+               world: World) -> RunOutcome:
+    outcome = RunOutcome(run_dir)
+    profiled: dict[tuple, tuple] = {}  # efficiency rows by (model, input size, classes), for this session
+    for cell in suite.cells():
+        if cell.id not in to_run:
+            outcome.statuses[cell.id] = "skipped"
+            reporter.cell_finished(cell.id, "skipped", None)
+            continue
+        if world.main:
+            plan.started(cell)
+        try:
+            output = evaluate_cell(cell, datasets[cell.dataset.name], suite, device, reporter,
+                                   profiled, world, staging=run_dir / "cells")
+            if world.main:
+                output.record["inputs_fingerprint"] = to_run[cell.id]
+                plan.store.write_cell(cell.id, output)
+                _warn_untrained(output, cell, reporter)
+                plan.finished(cell, "complete", seconds=output.record["eval_seconds"])
+            outcome.statuses[cell.id] = "complete"
+        except KeyboardInterrupt:
+            if world.main:
+                plan.finished(cell, "interrupted")
+                plan.ended("interrupted")
+            raise Interrupted(run_dir) from None
+        except (Exception, SystemExit) as error:  # a failing cell is recorded and the run goes on
+            outcome.statuses[cell.id] = "failed"
+            outcome.errors[cell.id] = _describe(error)
+            if world.main:
+                plan.finished(cell, "failed", error=outcome.errors[cell.id],
+                              traceback=getattr(error, "traceback", None) or traceback.format_exc())
+        reporter.cell_finished(cell.id, outcome.statuses[cell.id], outcome.errors.get(cell.id))
+    if world.main:
+        plan.ended("finished")
+    return world.broadcast(outcome)
 
 
 @dataclass
 class _Plan:
-    """Rank 0's bookkeeping of a run: the store, the manifest, and the cells left to evaluate."""
+    """Rank 0's bookkeeping of a run: the store, the manifest, and the cells left to evaluate (each with
+    the fingerprint of the files it reads)."""
 
     store: RunStore
     manifest: dict[str, Any]
     cell_ids: list[str]
-    to_run: set[str]
+    to_run: dict[str, str | None]
 
     def started(self, cell: Cell) -> None:
         self.manifest["cells"][cell.id] |= {"status": "running", "started": _now(), "error": None,
@@ -326,22 +378,38 @@ class _Plan:
     def finished(self, cell: Cell, status: str, **details: Any) -> None:
         self.manifest["cells"][cell.id] |= {"status": status, "finished": _now(), **details}
         self.manifest["updated"] = _now()
-        self.store.write_tables(self.cell_ids)
+        if status == "complete":
+            self.store.write_tables(self.cell_ids)
+        self.store.write_manifest(self.manifest)
+
+    def ended(self, status: str) -> None:
+        self.manifest |= {"status": status, "updated": _now()}
         self.store.write_manifest(self.manifest)
 
 
 def _plan(suite: Suite, run_dir: Path, resume: bool, suite_source: dict[str, Any] | None,
-          device: torch.device, datasets: dict[str, SegDataset], world: World) -> _Plan:
+          device: torch.device, datasets: dict[str, SegDataset], world: World, stack: ExitStack) -> _Plan:
+    """Take the run folder (its lock held until ``stack`` closes) and decide what to run.
+
+    A cell to run loses its earlier result here, so the run's tables never show
+    figures of settings or files that are no longer the suite's, even when the
+    redo fails or is interrupted.
+    """
     store = RunStore(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    stack.enter_context(store.locked())
     store.remove_stale_temporaries()
     manifest = _start_manifest(store, suite, suite_source, device, datasets, world)
-    to_run = set()
+    to_run = {}
     for cell in suite.cells():
-        if resume and _is_done(store, cell, manifest["datasets"][cell.dataset.name]["fingerprint"], device):
+        inputs = paths_fingerprint(cell.model.input_paths(cell.dataset.name))
+        fingerprint = manifest["datasets"][cell.dataset.name]["fingerprint"]
+        if resume and _is_done(store, cell, fingerprint, inputs, device):
             manifest["cells"][cell.id]["status"] = "complete"
         else:
-            to_run.add(cell.id)
+            to_run[cell.id] = inputs
+            store.remove_cell(cell.id)
+            manifest["cells"][cell.id] |= {"status": "pending", "error": None, "traceback": None}
+    store.write_tables(list(manifest["cells"]))
     store.write_manifest(manifest)
     return _Plan(store, manifest, [cell.id for cell in suite.cells()], to_run)
 
@@ -352,14 +420,17 @@ def _warn_untrained(output: CellOutput, cell: Cell, reporter: Reporter) -> None:
                       "its numbers are not those of a trained model (column 'trained' is False)")
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     """One line for the user; DataLoader workers wrap errors in a traceback, whose last line is the point."""
     if isinstance(error, CellFailed):
         return str(error)
+    if isinstance(error, SystemExit):
+        return f"SystemExit: the model's or dataset's code called sys.exit({error.code!r})"
+    name = type(error).__name__
     text = str(error).strip()
-    if "Original Traceback" in text:
-        text = text.splitlines()[-1]
-    return f"{type(error).__name__}: {text}"
+    if "Original Traceback" in text:  # that last line is "module.Type: message"
+        text = re.sub(rf"^([\w.]+\.)?{re.escape(name)}: ", "", text.splitlines()[-1])
+    return f"{name}: {text}"
 
 
 def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] | None,
@@ -377,6 +448,7 @@ def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] 
         "environment": environment(device),
         "world_size": world.size,
         "efficiency_scope": "each model measured on one device (rank 0's), never summed across ranks",
+        "status": "running",
         "datasets": {name: {"fingerprint": ds.fingerprint(), "num_images": len(ds),
                             "num_classes": ds.info.num_classes, "class_names": ds.info.class_names,
                             "ignore_index": ds.info.ignore_index}

@@ -3,13 +3,19 @@
 A cell's folder appears only once it is complete (written under a temporary
 name, then renamed), so an interrupted run never leaves a cell that looks
 complete. Run-level tables are rebuilt from the complete cells after each cell.
+A run folder is written by one run at a time: the run holds an advisory lock
+on ``.lock`` inside it, which the operating system releases when the process
+ends, however it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from segbench.atomic import atomic_write_bytes, temporary_folder
 from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 TABLES = ("summary", "per_class", "per_image", "efficiency")
 PREDICTIONS = "predictions"
 
@@ -58,30 +65,77 @@ class RunStore:
         return self.root / MANIFEST
 
     def read_manifest(self) -> dict[str, Any]:
+        path = self.manifest_path()
+        if not self.root.is_dir():
+            raise UserError("not a run folder (" + ("a file" if self.root.exists() else "no such folder") + ")",
+                            source=str(self.root))
+        if not path.exists():
+            raise UserError("not a run folder (no manifest.json)", source=str(self.root))
         try:
-            return json.loads(self.manifest_path().read_text())
-        except FileNotFoundError:
-            raise UserError("not a run folder (no manifest.json)", source=str(self.root)) from None
-        except json.JSONDecodeError as error:
-            raise UserError(f"manifest.json is corrupt: {error}", source=str(self.root)) from None
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(f"manifest.json is unreadable or corrupt ({type(error).__name__}: "
+                            f"{getattr(error, 'strerror', None) or error})", source=str(self.root)) from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("cells"), dict):
+            raise UserError("manifest.json is not a segbench manifest (no 'cells' mapping)",
+                            source=str(self.root))
+        return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_path(), manifest)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Create the run folder if needed and hold its lock; nothing is touched when that is refused.
+
+        An existing folder must be a run folder (or empty): a segbench run never
+        writes into, or cleans up, a folder of the user's. A second run into a
+        folder in use is refused at once, naming the holder's pid.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError("the run folder is a file, not a folder", source=str(self.root))
+        if self.root.is_dir() and not self.manifest_path().exists() and any(
+                entry.name != LOCK for entry in self.root.iterdir()):
+            raise UserError("not a segbench run folder (no manifest.json) and not empty: refusing to write "
+                            "into it; give a new or empty folder", source=str(self.root))
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise UserError(f"the run folder is in use by another segbench run (pid {holder}); "
+                                "wait for it to end, or give another folder", source=str(self.root)) from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def remove_stale_temporaries(self) -> None:
-        """Leftovers of an interrupted write: never complete, always safe to delete."""
+        """Leftovers of an interrupted write: never complete, always safe to delete (under the lock)."""
         if self.cells_dir.is_dir():
             for path in self.cells_dir.glob(".*.tmp*"):
                 shutil.rmtree(path, ignore_errors=True)
         for path in self.root.glob(".*.tmp"):
             path.unlink(missing_ok=True)
 
+    def remove_cell(self, cell_id: str) -> None:
+        """Drop a cell's stale result: a cell about to be redone has no figures until it succeeds."""
+        shutil.rmtree(self.cells_dir / cell_id, ignore_errors=True)
+
     def cell_record(self, cell_id: str) -> dict[str, Any] | None:
         """The record of a complete cell, or None."""
         path = self.cells_dir / cell_id / "cell.json"
-        if not path.is_file():
+        try:
+            record = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # absent, or not ours: not complete
             return None
-        return json.loads(path.read_text())
+        return record if isinstance(record, dict) else None
 
     def write_cell(self, cell_id: str, output: CellOutput) -> None:
         """Write the whole cell folder under a temporary name, then swap it in."""
@@ -162,5 +216,13 @@ def load(run_dir: str | Path) -> RunResults:
     tables = {}
     for name in TABLES:
         path = store.root / f"{name}.parquet"
-        tables[name] = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+        tables[name] = _read_table(path) if path.is_file() else pd.DataFrame()
     return RunResults(store.root, manifest, **tables)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for truncated or foreign files
+        raise UserError(f"cannot read the table ({type(error).__name__}): truncated or not a parquet file",
+                        source=str(path)) from None

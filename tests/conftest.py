@@ -37,6 +37,50 @@ class Slow(nn.Module):
 
 def slow(num_classes, seconds):
     return Slow(num_classes, seconds)
+
+
+class Raising(nn.Module):
+    """Raises ``error`` (a BaseException class' name in builtins) with ``args`` in forward."""
+
+    def __init__(self, error, args):
+        super().__init__()
+        self.error, self.args = error, args
+
+    def forward(self, x):
+        import builtins
+        raise getattr(builtins, self.error)(*self.args)
+
+
+def raising(error, args=()):
+    return Raising(error, args)
+
+
+def parses_arguments(num_classes):
+    """A factory written for a script: argparse on the harness's command line exits."""
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", required=True)
+    parser.parse_args()
+    return pointwise(num_classes)
+
+
+class NonFinite(nn.Module):
+    """A pointwise net whose scores hold ``value`` (nan or inf) on the second image of a batch."""
+
+    def __init__(self, num_classes, value):
+        super().__init__()
+        self.inner = pointwise(num_classes)
+        self.value = float(value)
+
+    def forward(self, x):
+        scores = self.inner(x)
+        if len(scores) > 1:
+            scores[1, 0, 0, 0] = self.value
+        return scores
+
+
+def non_finite(num_classes, value):
+    return NonFinite(num_classes, value)
 '''
 
 

@@ -134,6 +134,33 @@ def test_killed_run_resumes_without_half_written_files(tmp_path, nets):
     assert sorted(pd.read_parquet(run_dir / "summary.parquet")["model"]) == ["first", "second"]
 
 
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, nets):
+    suite = tmp_path / "slow.yaml"
+    suite.write_text(dedent("""\
+        name: slow
+        device: cpu
+        batch_size: 1
+        num_workers: 0
+        datasets:
+          - {name: shapes, type: synthetic, num_images: 20, height: 16, width: 16}
+        models:
+          - {name: slow, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.5}, num_classes: 6}
+        """))
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(run_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    manifest = run_dir / "manifest.json"
+    deadline = time.monotonic() + 120
+    while '"running"' not in (manifest.read_text() if manifest.is_file() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert f"--run-dir {run_dir}` resumes it" in err and "Traceback" not in err
+    record = json.loads(manifest.read_text())
+    assert record["status"] == "interrupted" and record["cells"]["slow__shapes"]["status"] == "interrupted"
+
+
 def test_list_and_env(tmp_path):
     models = segbench("list", "models")
     assert models.returncode == 0 and "builtin" in models.stdout and "unet" in models.stdout

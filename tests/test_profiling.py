@@ -30,7 +30,7 @@ def one_thread():
 
 
 def adapter_of(net: nn.Module, num_classes: int = 4, **inference) -> TorchAdapter:
-    return TorchAdapter(net, num_classes, IMAGENET_MEAN, IMAGENET_STD, InferenceConfig(**inference), CPU, {})
+    return TorchAdapter("net", net, num_classes, IMAGENET_MEAN, IMAGENET_STD, InferenceConfig(**inference), CPU, {})
 
 
 def image(height: int = 32, width: int = 48) -> np.ndarray:

@@ -220,3 +220,118 @@ def test_run_folders_get_the_modes_of_a_plain_write(tmp_path, monkeypatch):
         assert path.stat().st_mode & 0o777 == 0o644, path
     for folder in (cell, cell / "predictions"):
         assert folder.stat().st_mode & 0o777 == 0o755, folder
+
+
+# ---------------------------------------------------------------- nothing lost, nothing stale
+
+def test_resume_redoes_a_cell_whose_checkpoint_was_overwritten_in_place(tmp_path, nets):
+    """Same path, same size, other weights: the old numbers must not survive as 'complete, skipped'."""
+    checkpoint = tmp_path / "latest.pth"
+    torch.save(torch.nn.Conv2d(3, 6, kernel_size=1).state_dict(), checkpoint)
+    model = {**POINTWISE, "checkpoint": str(checkpoint)}
+    run_dir = tmp_path / "run"
+    first = segbench.load(segbench.run(suite_dict([model]), run_dir=run_dir)).summary["mIoU"].iloc[0]
+    torch.manual_seed(7)
+    torch.save(torch.nn.Conv2d(3, 6, kernel_size=1).state_dict(), checkpoint)
+    outcome = execute(suite_dict([model]), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "complete"}
+    results = segbench.load(run_dir)
+    assert results.summary["mIoU"].iloc[0] != first
+    record = json.loads((run_dir / "cells" / "pw__shapes" / "cell.json").read_text())
+    from segbench.fingerprint import file_sha256
+    assert record["provenance"]["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert execute(suite_dict([model]), run_dir=run_dir).statuses == {"pw__shapes": "skipped"}
+
+
+def test_resume_redoes_a_cell_whose_saved_predictions_changed(tmp_path, folder_data):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for stem in ("a", "b"):
+        write_label(preds / f"{stem}.png", np.array(Image.open(folder_data / "labels" / f"{stem}.png")))
+    run_dir = tmp_path / "run"
+    assert segbench.load(segbench.run(folder_suite(folder_data, preds), run_dir=run_dir)).summary[
+        "aAcc"].iloc[0] == 1.0
+    write_label(preds / "b.png", np.zeros((6, 8), dtype=np.uint8))
+    outcome = execute(folder_suite(folder_data, preds), run_dir=run_dir)
+    assert outcome.statuses == {"saved__mine": "complete"}
+    assert segbench.load(run_dir).summary["aAcc"].iloc[0] < 1.0
+
+
+def test_a_failed_redo_leaves_no_stale_figures(tmp_path, nets):
+    run_dir = tmp_path / "run"
+    segbench.run(suite_dict([POINTWISE]), run_dir=run_dir)
+    broken = {**POINTWISE, "kwargs": {"num_classes": 3}}  # settings change, and the redo fails
+    outcome = execute(suite_dict([broken], metrics={"boundary": {"tolerance": "2px"}}), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "failed"}
+    results = segbench.load(run_dir)
+    assert results.summary.empty and results.per_class.empty and results.per_image.empty
+    assert not (run_dir / "cells" / "pw__shapes").exists()
+    assert results.manifest["cells"]["pw__shapes"]["status"] == "failed"
+
+
+def test_system_exit_in_user_code_fails_the_cell_and_the_run_goes_on(tmp_path, nets):
+    exiting = {"name": "exits", "type": "python", "factory": "tiny_nets:raising",
+               "kwargs": {"error": "SystemExit", "args": [3]}, "num_classes": 6}
+    scripted = {"name": "argparse", "type": "python", "factory": "tiny_nets:parses_arguments",
+                "kwargs": {"num_classes": 6}, "num_classes": 6}
+    outcome = execute(suite_dict([exiting, scripted, POINTWISE]), run_dir=tmp_path / "run")
+    assert outcome.statuses == {"exits__shapes": "failed", "argparse__shapes": "failed",
+                                "pw__shapes": "complete"}
+    assert outcome.errors["exits__shapes"] == "SystemExit: the model's or dataset's code called sys.exit(3)"
+    assert outcome.errors["argparse__shapes"] == ("SystemExit: the model's or dataset's code called "
+                                                  "sys.exit(2)")
+    manifest = segbench.load(tmp_path / "run").manifest
+    assert [manifest["cells"][c]["status"] for c in outcome.statuses] == ["failed", "failed", "complete"]
+
+
+def test_a_factory_module_that_exits_on_import_is_a_user_error(tmp_path, nets):
+    (nets / "script_nets.py").write_text("import sys\nsys.exit('usage: script_nets.py DATA')\n")
+    model = {"name": "s", "type": "python", "factory": "script_nets:build", "num_classes": 6}
+    with pytest.raises(UserError, match="cannot import module 'script_nets'.*SystemExit"):
+        segbench.run(suite_dict([model]), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_scores_fail_the_cell_naming_model_and_image(tmp_path, nets, value):
+    model = {"name": "odd", "type": "python", "factory": "tiny_nets:non_finite",
+             "kwargs": {"num_classes": 6, "value": value}, "num_classes": 6}
+    outcome = execute(suite_dict([model]), run_dir=tmp_path / "run")
+    assert outcome.statuses == {"odd__shapes": "failed"}
+    assert outcome.errors["odd__shapes"] == ("DataError: model 'odd' returned non-finite scores (NaN or inf) "
+                                             "for image 'synth_00001'")
+
+
+def test_ctrl_c_stops_the_run_and_the_manifest_says_interrupted(tmp_path, nets):
+    from segbench.runner import Interrupted
+
+    stopping = {"name": "stop", "type": "python", "factory": "tiny_nets:raising",
+                "kwargs": {"error": "KeyboardInterrupt"}, "num_classes": 6}
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted) as info:
+        execute(suite_dict([POINTWISE, stopping, {**POINTWISE, "name": "pw2"}]), run_dir=run_dir)
+    assert info.value.run_dir == run_dir
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert {c: e["status"] for c, e in manifest["cells"].items()} == {
+        "pw__shapes": "complete", "stop__shapes": "interrupted", "pw2__shapes": "pending"}
+    outcome = execute(suite_dict([POINTWISE, {**POINTWISE, "name": "pw2"}]), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "skipped", "pw2__shapes": "complete"}
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
+
+
+def test_a_worker_error_is_described_once(tmp_path, folder_data):
+    (folder_data / "images" / "b.png").write_bytes(b"not a png")
+    suite = folder_suite(folder_data, folder_data / "labels")
+    suite["num_workers"] = 1
+    error = execute(suite, run_dir=tmp_path / "run").errors["saved__mine"]
+    assert error.startswith("DataError: ") and "segbench.errors" not in error and "b.png" in error
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, nets):
+    checkpoint = tmp_path / "other.pth"
+    torch.save(torch.nn.Conv2d(3, 4, kernel_size=1).state_dict(), checkpoint)
+    outcome = execute(suite_dict([{**POINTWISE, "checkpoint": str(checkpoint)}]), run_dir=tmp_path / "run")
+    error = outcome.errors["pw__shapes"]
+    assert "\n" not in error
+    assert error.startswith(f"UserError: {checkpoint}: checkpoint does not fit the model: size mismatch for weight")

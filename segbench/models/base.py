@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from segbench.errors import DataError
+
 
 class ModelAdapter:
     """Takes RGB uint8 images, returns label maps of the same height and width.
@@ -35,3 +37,12 @@ class ModelAdapter:
     def provenance(self) -> dict[str, Any]:
         """What the predictions depend on: source, checkpoint path and sha256, trained or not."""
         raise NotImplementedError
+
+
+def require_finite(scores: torch.Tensor, ids: list[str], model: str) -> None:
+    """NaN or inf scores would argmax to class 0 unnoticed: a DataError naming the model and the images."""
+    finite = torch.isfinite(scores).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = [image_id for image_id, ok in zip(ids, finite.tolist()) if not ok]
+        raise DataError(f"model {model!r} returned non-finite scores (NaN or inf) for image "
+                        f"{', '.join(map(repr, bad))}")

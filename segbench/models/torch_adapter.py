@@ -12,8 +12,9 @@ from torch import nn
 
 from segbench.data.base import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter
-from segbench.models.checkpoint import file_sha256, load_state_dict
+from segbench.models.base import ModelAdapter, require_finite
+from segbench.fingerprint import file_sha256
+from segbench.models.checkpoint import load_state_dict
 from segbench.models.inference import segment
 from segbench.models.nets import ARCHS, load_demo_weights
 from segbench.registry import register_model
@@ -24,8 +25,9 @@ from segbench.suite import (IMAGENET_MEAN, IMAGENET_STD, BuiltinModelConfig, Inf
 class TorchAdapter(ModelAdapter):
     """Normalises RGB uint8 images on the model's device, runs the net, returns the argmax."""
 
-    def __init__(self, net: nn.Module, num_classes: int, mean: list[float], std: list[float],
+    def __init__(self, name: str, net: nn.Module, num_classes: int, mean: list[float], std: list[float],
                  inference: InferenceConfig, device: torch.device, provenance: dict[str, Any]) -> None:
+        self.name = name
         self.net = net.eval().to(device)
         self.num_classes = num_classes
         self.device = device
@@ -49,6 +51,7 @@ class TorchAdapter(ModelAdapter):
         if scores.shape[1] != self.num_classes:
             raise UserError(f"the model returned {scores.shape[1]} channels, "
                             f"but num_classes is {self.num_classes}")
+        require_finite(scores, ids, self.name)
         return list(scores.argmax(dim=1))
 
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor]]:
@@ -62,8 +65,9 @@ def _load_into(net: nn.Module, path: Path) -> dict[str, Any]:
     state = load_state_dict(path)
     try:
         net.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise UserError(f"checkpoint does not fit the model: {error}", source=str(path)) from None
+    except RuntimeError as error:  # torch lists each mismatch on a line of its own
+        details = "; ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip())
+        raise UserError(f"checkpoint does not fit the model: {details}", source=str(path)) from None
     return {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "trained": True}
 
 
@@ -71,17 +75,19 @@ def _load_into(net: nn.Module, path: Path) -> dict[str, Any]:
 def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     if cfg.weights == "demo":
         net, meta = load_demo_weights(cfg.arch)
-        return TorchAdapter(net, meta["num_classes"], meta["mean"], meta["std"], cfg.inference, device,
-                            {"type": "builtin", "arch": cfg.arch, "weights": "demo",
-                             "checkpoint_sha256": meta["sha256"], "trained": True,
-                             "trained_on": meta.get("dataset", "synthetic")})
+        provenance = {"type": "builtin", "arch": cfg.arch, "weights": "demo",
+                      "checkpoint_sha256": meta["sha256"], "trained": True,
+                      "trained_on": meta.get("dataset", "synthetic")}
+        return TorchAdapter(cfg.name, net, meta["num_classes"], meta["mean"], meta["std"], cfg.inference,
+                            device, provenance)
     num_classes = cfg.num_classes or info.num_classes
     torch.manual_seed(0)
     net = ARCHS[cfg.arch](num_classes)
     provenance = {"type": "builtin", "arch": cfg.arch, "weights": cfg.weights, "trained": False}
     if cfg.weights != "random":
         provenance |= _load_into(net, Path(cfg.weights))
-    return TorchAdapter(net, num_classes, IMAGENET_MEAN, IMAGENET_STD, cfg.inference, device, provenance)
+    return TorchAdapter(cfg.name, net, num_classes, IMAGENET_MEAN, IMAGENET_STD, cfg.inference, device,
+                        provenance)
 
 
 def import_factory(path: str) -> Any:
@@ -89,7 +95,7 @@ def import_factory(path: str) -> Any:
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a module that parses arguments on import exits
         raise UserError(f"cannot import module {module_name!r}: {type(error).__name__}: {error}",
                         field="factory") from None
     factory = getattr(module, attribute, None)
@@ -107,5 +113,5 @@ def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device
     provenance = {"type": "python", "factory": cfg.factory, "kwargs": cfg.kwargs, "trained": None}
     if cfg.checkpoint is not None:
         provenance |= _load_into(net, cfg.checkpoint)
-    return TorchAdapter(net, cfg.num_classes, list(cfg.mean), list(cfg.std), cfg.inference, device,
+    return TorchAdapter(cfg.name, net, cfg.num_classes, list(cfg.mean), list(cfg.std), cfg.inference, device,
                         provenance)
