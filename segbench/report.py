@@ -97,7 +97,8 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
     """One set of tables from several run folders: one result per (model, dataset).
 
     ``newest``: the cell that finished last wins; ``last``: the cell of the
-    run folder given last wins.
+    run folder given last wins. The merged manifest's cells are the winners and,
+    as their folders have them, the cells that did not complete.
     """
     if len(runs) == 1:
         return runs[0]
@@ -106,15 +107,36 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
     winners = keys.sort_values(order, na_position="first").groupby(["model", "dataset"]).tail(1)
     winners = winners.sort_values(["run", "position"])
     tables = {name: _winning_rows(runs, winners, name) for name in ("summary", "per_class", "per_image")}
+    cells = {cell_id: entry | {"run_dir": str(run.root)} for run in runs
+             for cell_id, entry in run.manifest.get("cells", {}).items() if entry.get("status") != "complete"}
+    cells |= {row.cell_id: {"model": row.model, "dataset": row.dataset, "status": "complete",
+                            "run_dir": str(runs[row.run].root)} for row in winners.itertuples()}
     manifest = {
         "suite_name": "+".join(dict.fromkeys(run.manifest.get("suite_name", "?") for run in runs)),
         "merged_from": [str(run.root) for run in runs],
         "datasets": {k: v for run in runs for k, v in run.manifest.get("datasets", {}).items()},
-        "cells": {row.cell_id: {"model": row.model, "dataset": row.dataset, "status": "complete",
-                                "run_dir": str(runs[row.run].root)} for row in winners.itertuples()},
+        "cells": cells,
     }
     root = Path(os.path.commonpath([str(run.root.resolve()) for run in runs]))
     return RunResults(root, manifest, **tables)
+
+
+def missing_cells(results: RunResults) -> list[str]:
+    """A line for each cell of the manifest that did not complete (failed, or never finished) and has no result.
+
+    A cell that failed in one merged run folder but completed in another has a result: no line.
+    """
+    reported = set(zip(results.summary.get("model", []), results.summary.get("dataset", [])))
+    lines = []
+    for entry in results.manifest.get("cells", {}).values():
+        status = entry.get("status", "pending")
+        if status == "complete" or (entry.get("model"), entry.get("dataset")) in reported:
+            continue
+        error = (entry.get("error") or "").strip()
+        reason = f"{status}: {error.splitlines()[0]}" if error else status
+        lines.append(f"Not in this report: model {entry.get('model')} on dataset {entry.get('dataset')} "
+                     f"({reason}) in run {entry.get('run_dir', results.root)}")
+    return lines
 
 
 def _result_keys(run: RunResults, index: int) -> pd.DataFrame:
@@ -528,6 +550,7 @@ class Document:
     leaderboard: TextTable
     per_class: dict[str, TextTable]  # by dataset
     published: TextTable | None
+    missing: list[str]  # the run folders' cells that have no result here (:func:`missing_cells`)
 
     def tables(self) -> list[TextTable]:
         return [self.leaderboard, *self.per_class.values(), *([self.published] if self.published else [])]
@@ -550,7 +573,7 @@ def render(results: RunResults, fmt: Format = "md", options: ReportOptions | Non
         title, [_legend(options.ci, options.resamples, options.alpha), *conventions(results)],
         _leaderboard_text(long, order, options.decimals, options.ci_style, f"Leaderboard: {title}"),
         _per_class_texts(results, options.per_class_metric, order, options.decimals),
-        _published_text(results.summary, options.decimals))
+        _published_text(results.summary, options.decimals), missing_cells(results))
     if fmt == "md":
         return _markdown_document(document)
     if fmt == "tex":
@@ -569,7 +592,7 @@ def _csv(long: pd.DataFrame, order: list[str], decimals: int) -> str:
 
 def _markdown_document(document: Document) -> str:
     parts = [f"# segbench report: {document.title}", "", document.notes[0], ""]
-    parts += [f"- {line}" for line in document.notes[1:]] + [""]
+    parts += [f"- {line}" for line in document.notes[1:] + document.missing] + [""]
     parts += [to_markdown(t) for t in document.tables()]
     return "\n".join(parts)
 
@@ -579,6 +602,7 @@ def _latex_document(document: Document) -> str:
     legend, *lines = document.notes
     caption = " ".join([document.leaderboard.title + ".", legend, *(line + "." for line in lines)])
     parts = ["% segbench report: the tables need \\usepackage{booktabs,graphicx}",
+             *(f"% {line}" for line in document.missing),
              to_latex(document.leaderboard, caption, document.leaderboard.title)]
     parts += [to_latex(t, t.title + ". Bold: the best of each row.", t.title)
               for t in document.per_class.values()]
@@ -603,7 +627,7 @@ def _html_document(document: Document, results: RunResults, options: ReportOptio
     legend, *lines = document.notes
     body = [f"<h1>segbench report: {html.escape(document.title)}</h1>",
             f'<p class="note">{html.escape(legend)}</p>',
-            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines + document.missing) + "</ul>",
             f"<h2>{html.escape(document.leaderboard.title)}</h2>", to_html(document.leaderboard),
             "<h2>Accuracy versus latency</h2>", _scatter_section(results.summary)]
     for dataset, table in document.per_class.items():

@@ -1,5 +1,6 @@
 """Reports from hand-made run folders: leaderboards, merging, LaTeX, Markdown, CSV, HTML and the CLI."""
 
+import html
 import io
 import re
 import shutil
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import segbench
+from segbench.api import execute
 from segbench.cli import app
 from segbench.errors import UserError
 from segbench.report import (ReportOptions, conventions, latex_escape, leaderboard_long, merge_runs,
@@ -76,6 +78,41 @@ def test_merge_newest_wins_unless_told_otherwise(tmp_path, fake_runs):
     last = merge_runs(runs, prefer="last").summary.set_index("model")
     assert last.loc["a", "num_images"] == 5
     assert conventions(merged) == ["d: 7 images, 4 classes, ignore index 255, 16x16 px"]
+
+
+def models_suite(models: list) -> dict:
+    """A suite of `python` models (tests/conftest.py's tiny_nets) on a small synthetic dataset."""
+    return {"name": "t", "device": "cpu", "batch_size": 2, "num_workers": 0, "models": models,
+            "datasets": [{"name": "shapes", "type": "synthetic", "num_images": 3, "height": 16, "width": 24}]}
+
+
+GOOD = {"name": "good", "type": "python", "factory": "tiny_nets:pointwise", "kwargs": {"num_classes": 6},
+        "num_classes": 6}
+EXPLODING = {"name": "bad", "type": "python", "factory": "tiny_nets:exploding", "num_classes": 6}
+
+
+def test_report_names_the_cells_that_failed(tmp_path, nets):
+    failed = segbench.load(execute(models_suite([EXPLODING, GOOD]), run_dir=tmp_path / "failed").run_dir)
+    error = failed.manifest["cells"]["bad__shapes"]["error"]
+    assert "boom in forward" in error and "\n" not in error
+    note = f"Not in this report: model bad on dataset shapes (failed: {error}) in run {failed.root}"
+    assert f"- {note}\n" in render(failed, "md")
+    assert f"<li>{html.escape(note)}</li>" in render(failed, "html")
+    assert f"% {note}\n" in render(failed, "tex")
+    assert "Not in this report" not in render(failed, "csv")  # the leaderboard alone
+    elsewhere = segbench.load(segbench.run(models_suite([{**GOOD, "name": "other"}]), run_dir=tmp_path / "other"))
+    assert note in render(merge_runs([elsewhere, failed]), "md")
+
+
+def test_report_without_missing_cells_has_no_note(tmp_path, nets):
+    complete = segbench.load(segbench.run(models_suite([GOOD]), run_dir=tmp_path / "complete"))
+    for fmt in ("md", "html", "tex"):
+        assert "Not in this report" not in render(complete, fmt)
+    failed = segbench.load(execute(models_suite([EXPLODING, GOOD]), run_dir=tmp_path / "failed").run_dir)
+    fixed = segbench.load(segbench.run(models_suite([{**GOOD, "name": "bad"}]), run_dir=tmp_path / "fixed"))
+    merged = merge_runs([failed, fixed])  # bad failed in one folder, completed in the other
+    assert sorted(merged.summary["model"]) == ["bad", "good"]
+    assert "Not in this report" not in render(merged, "md")
 
 
 def test_latex_escapes_names_and_has_booktabs_structure(tmp_path, fake_runs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-import re
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ import yaml
 
 from segbench.data.base import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter
-from segbench.models.checkpoint import file_sha256
+from segbench.models.base import ModelAdapter, require_finite
+from segbench.fingerprint import file_sha256
+from segbench.models.checkpoint import load_error
 from segbench.registry import register_model
 
 INSTALL_HINT = ("model type 'mmseg' needs mmsegmentation 1.2.2, mmengine 0.10.7 and mmcv 2.1.0 "
@@ -85,12 +86,33 @@ def check_model(cfg: Any) -> None:
     resolve_config(cfg.config)
 
 
+# The statistics methods an mmengine HistoryBuffer pickles with itself (its __getstate__ adds them).
+HISTORY_BUFFER_METHODS = ("min", "max", "current", "mean")
+
+
+def _history_buffer_method(owner: Any, name: str) -> Any:
+    """What ``builtins.getattr`` means in a safe load: one of HistoryBuffer's statistics methods, nothing else.
+
+    torch.save pickles with protocol 2, which writes a method as ``getattr(class, name)``: every
+    checkpoint that mmengine's Runner saves has them, in the message hub's HistoryBuffers. The real
+    getattr must not be allowed: it reaches anything from an allowed object (``getattr.__self__`` is
+    the builtins module, and its ``exec``), and torch's own allowed ``_rebuild_from_type_v2`` calls
+    whatever it is given, so a crafted checkpoint would run code in a weights_only load.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if owner is HistoryBuffer and name in HISTORY_BUFFER_METHODS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError("Unsupported global: GLOBAL getattr (allowed for HistoryBuffer's "
+                                 f"{', '.join(HISTORY_BUFFER_METHODS)} only)")  # worded as torch's refusals
+
+
 def _safe_globals() -> list[Any]:
-    """The few non-tensor types mmseg checkpoints carry in their meta (training history, numpy)."""
+    """The few non-tensor types mmseg checkpoints carry in their meta and message hub (training history, numpy)."""
     from mmengine.logging.history_buffer import HistoryBuffer
     from numpy._core import multiarray
 
-    allowed: list[Any] = [HistoryBuffer, np.dtype, np.ndarray, getattr]
+    allowed: list[Any] = [HistoryBuffer, np.dtype, np.ndarray, (_history_buffer_method, "builtins.getattr")]
     for name in ("_reconstruct", "scalar"):  # pickles name them under numpy 1's and numpy 2's module
         allowed += [(getattr(multiarray, name), f"numpy.core.multiarray.{name}"),
                     (getattr(multiarray, name), f"numpy._core.multiarray.{name}")]
@@ -108,14 +130,8 @@ def load_checkpoint(path: Path, allow_unsafe: bool) -> dict[str, Any]:
         with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (a corrupt file fails in many ways)
-        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        if refused:
-            raise UserError(f"the checkpoint holds a {refused.group(1)} object, which a safe load "
-                            "(torch.load with weights_only=True) refuses. If you trust this file, "
-                            "set `allow_unsafe_checkpoint: true` for this model",
-                            source=str(path), field="checkpoint") from None
-        raise UserError(f"cannot load checkpoint (corrupt, or not a torch checkpoint: "
-                        f"{type(error).__name__})", source=str(path), field="checkpoint") from None
+        raise load_error(error, path, "if you trust this file, set `allow_unsafe_checkpoint: true` for this "
+                                      "model", field="checkpoint") from None
 
 
 def _load_weights(model: torch.nn.Module, checkpoint: dict[str, Any], path: Path) -> None:
@@ -149,6 +165,7 @@ class MMSegAdapter(ModelAdapter):
 
     def __init__(self, cfg: Any, info: DatasetInfo, device: torch.device) -> None:
         require_mmseg()
+        self.name = cfg.name
         from mmengine.config import Config
         from mmengine.dataset import Compose
         from mmengine.registry import init_default_scope
@@ -232,6 +249,8 @@ class MMSegAdapter(ModelAdapter):
         data = pseudo_collate([self.pipeline({"img": np.ascontiguousarray(image[..., ::-1])})
                                for image in images])
         results = self.model.test_step(data)
+        for result, id_ in zip(results, ids):
+            require_finite(result.seg_logits.data[None], [id_], self.name)
         predictions = [result.pred_sem_seg.data[0].to(self.device, torch.int64) for result in results]
         if self.class_map is not None:
             lut = self.class_map.to(self.device)

@@ -6,6 +6,7 @@ These run for real in CI (`make install` builds mmcv with its ops); none is skip
 import argparse
 import copy
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import torch
 import segbench
 from segbench.api import execute
 from segbench.errors import UserError
-from segbench.models.mmseg_adapter import MMSegAdapter, model_index, require_mmseg, resolve_config
+from segbench.models.mmseg_adapter import (MMSegAdapter, load_checkpoint, model_index, require_mmseg,
+                                           resolve_config)
 from segbench.suite import MMSegModelConfig
 from segbench.data.cityscapes import CityscapesDataset
 from layouts import make_cityscapes
@@ -153,9 +155,82 @@ def test_unsafe_checkpoint_is_refused_unless_allowed(tmp_path, cityscapes, check
                          "cfg_options": SMALL}]}
     outcome = execute(suite, run_dir=tmp_path / "refused")
     assert "allow_unsafe_checkpoint" in outcome.errors["m__cs"]
-    assert "argparse.Namespace" in outcome.errors["m__cs"]
+    assert "non-tensor object (argparse.Namespace)" in outcome.errors["m__cs"]
+    assert "\n" not in outcome.errors["m__cs"]  # not torch's paragraphs
     suite["models"][0]["allow_unsafe_checkpoint"] = True
     assert execute(suite, run_dir=tmp_path / "allowed").ok
+
+
+def runner_checkpoint(path: Path, weights: dict) -> Path:
+    """A checkpoint as mmengine's Runner.save_checkpoint writes one: meta, weights, and the message hub's
+    state, whose HistoryBuffers (numpy arrays) pickle their statistics methods as getattr(HistoryBuffer, name)."""
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_instance("segbench-test-runner-checkpoint")
+    for loss in (1.5, 1.2, 0.9):
+        hub.update_scalar("train/loss", np.float64(loss))
+    hub.update_info("iter", np.int64(3))
+    dataset_meta = {"classes": ("road", "sidewalk"), "palette": [[128, 64, 128], [244, 35, 232]]}
+    hub.update_info("dataset_meta", dataset_meta)
+    meta = {"epoch": 0, "iter": 3, "seed": 0, "experiment_name": "cgnet", "mmengine_version": "0.10.7",
+            "dataset_meta": dataset_meta}
+    torch.save({"meta": meta, "state_dict": weights, "message_hub": hub.state_dict()}, path)
+    return path
+
+
+def pickled(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(next(name for name in archive.namelist() if name.endswith("data.pkl")))
+
+
+def test_training_checkpoint_loads_safely(tmp_path, checkpoint):
+    weights = torch.load(checkpoint, weights_only=True)["state_dict"]
+    path = runner_checkpoint(tmp_path / "iter_3.pth", weights)
+    assert b"c__builtin__\ngetattr\n" in pickled(path)  # what the safe load must allow, narrowly
+    loaded = load_checkpoint(path, allow_unsafe=False)
+    loss = loaded["message_hub"]["log_scalars"]["train/loss"]
+    assert loss.statistics("min") == 0.9 and loss.mean() == pytest.approx(1.2)
+    assert loaded["message_hub"]["runtime_info"]["iter"] == 3
+    assert all(torch.equal(loaded["state_dict"][key], value) for key, value in weights.items())
+
+
+class BuiltinsModule:
+    """Unpickles as getattr(getattr, "__self__"): the builtins module."""
+
+    def __reduce__(self):
+        return getattr, (getattr, "__self__")
+
+
+class Exec:
+    """Unpickles as getattr(<builtins module>, "exec")."""
+
+    def __reduce__(self):
+        return getattr, (BuiltinsModule(), "exec")
+
+
+class RunCode:
+    """Unpickles as torch._tensor._rebuild_from_type_v2(exec, Tensor, (code,), {}): torch allows that
+    function in a weights_only load, and it calls its first argument."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self):
+        return torch._tensor._rebuild_from_type_v2, (Exec(), torch.Tensor, (self.code,), {})
+
+
+def test_crafted_getattr_checkpoint_cannot_run_code(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "crafted.pth"
+    torch.save({"state_dict": {}, "meta": RunCode(f"open({str(marker)!r}, 'w').close()")}, path)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path, allow_unsafe=False)
+    assert not marker.exists()
+    message = str(caught.value)
+    assert "\n" not in message and "non-tensor object (getattr)" in message and "allow_unsafe_checkpoint" in message
+    with pytest.raises(UserError, match="corrupt"):  # the crafted file is no bluff: loaded unsafely, it runs
+        load_checkpoint(path, allow_unsafe=True)
+    assert marker.exists()
 
 
 def test_missing_and_corrupt_checkpoints_fail_the_cell(tmp_path, cityscapes):
@@ -167,6 +242,7 @@ def test_missing_and_corrupt_checkpoints_fail_the_cell(tmp_path, cityscapes):
                  "models": [{"name": "m", "type": "mmseg", "config": CONFIG, "checkpoint": str(path)}]}
         outcome = execute(suite, run_dir=tmp_path / path.stem)
         assert message in outcome.errors["m__cs"] and str(path) in outcome.errors["m__cs"]
+        assert "\n" not in outcome.errors["m__cs"]
 
 
 def test_class_count_is_checked_and_class_map_applies(tmp_path, checkpoint):
