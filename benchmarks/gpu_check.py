@@ -47,7 +47,7 @@ import yaml
 
 from segbench.api import execute
 from segbench.check import check
-from segbench.data.base import DatasetInfo
+from segbench.types import DatasetInfo
 from segbench.environment import cpu_name, device_name, resolve_device
 from segbench.metrics.boundary import BoundaryMetric
 from segbench.metrics.confusion import AccuracyMetric
@@ -56,7 +56,8 @@ from segbench.models.nets import load_demo_weights
 from segbench.models.torch_adapter import build_builtin
 from segbench.profiling import MIB, PeakMemory, Profiler, time_call
 from segbench.store import load
-from segbench.suite import BuiltinModelConfig, EfficiencyConfig
+from segbench.models.torch_adapter import BuiltinModelConfig
+from segbench.profiling import EfficiencyConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MMSEG_MODEL = "{type: mmseg, config: deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024}"

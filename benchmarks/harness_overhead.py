@@ -51,7 +51,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from segbench.data.io import write_label
+from segbench.images import write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.environment import device_name, resolve_device
 from segbench.models.nets import load_demo_weights

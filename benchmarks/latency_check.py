@@ -32,22 +32,23 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from pydantic import TypeAdapter
 from torch.utils.benchmark import Timer
 
-from segbench.data.base import DatasetInfo
+from segbench.types import DatasetInfo
 from segbench.environment import device_name, resolve_device
 from segbench.models.base import ModelAdapter
 from segbench.profiling import Profiler
 from segbench.registry import MODELS, load_plugins
-from segbench.suite import EfficiencyConfig, ModelConfig
+from segbench.profiling import EfficiencyConfig
 
 
 def build_adapter(entry: str, num_classes: int, device: torch.device) -> ModelAdapter:
     load_plugins()
-    config = TypeAdapter(ModelConfig).validate_python({"name": "model", **yaml.safe_load(entry)})
+    entry = {"name": "model", **yaml.safe_load(entry)}
+    source = MODELS[entry.get("type")]
+    config = source.config.model_validate(entry)
     info = DatasetInfo("latency_check", num_classes, [f"class_{i}" for i in range(num_classes)])
-    return MODELS[config.type](config, info, device)
+    return source.build(config, info, device)
 
 
 def timer_ms(scope: str, adapter: ModelAdapter, images: list[np.ndarray], seconds: float) -> tuple[float, float]:

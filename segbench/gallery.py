@@ -23,16 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from segbench.data.base import SegDataset
-from segbench.data.io import read_label
+from segbench.images import read_label
 from segbench.errors import UserError
 from segbench.models.predictions import prediction_path
 from segbench.registry import DATASETS, load_plugins
 from segbench.report import format_value, higher_is_better
 from segbench.store import RunResults, RunStore
-from segbench.suite import DatasetConfig
 
 THUMB_BOX = (320, 240)  # width, height: thumbnails fit in it, never enlarged
 PHOTO_QUALITY = 85  # JPEG quality of the images; label maps and error maps are palette PNGs
@@ -142,9 +141,10 @@ def _open_dataset(record: dict, dataset: str, root: Path) -> SegDataset:
     """The dataset as a cell read it, from the resolved settings in its cell.json ``record``."""
     load_plugins()
     try:
-        config = TypeAdapter(DatasetConfig).validate_python(record["settings"]["dataset"])
-        return DATASETS[config.type](config)
-    except (UserError, ValidationError, KeyError) as error:
+        settings = record["settings"]["dataset"]
+        declared = DATASETS[settings["type"]]
+        return declared.build(declared.config.model_validate(settings))
+    except (UserError, ValidationError, KeyError, TypeError) as error:
         raise UserError(f"cannot open dataset {dataset!r} as the run recorded it, and the gallery needs its "
                         f"images and labels: {error}", source=str(root)) from None
 

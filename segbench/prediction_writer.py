@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from segbench.atomic import temporary_folder
-from segbench.data.io import write_label
+from segbench.images import write_label
 from segbench.models.predictions import prediction_path
 
 PENDING = 16  # predictions waiting to be written; a full queue makes evaluation wait

@@ -48,17 +48,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import Field
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from segbench.columns import Column
+from segbench.config import Strict
 from segbench.environment import cpu_name, device_name
 from segbench.models.base import ModelAdapter
-from segbench.suite import EfficiencyConfig
+from segbench.registry import register_columns
 
 MIB = 2**20
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -67,6 +70,46 @@ FIGURES = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mea
            "peak_memory_rss_mib", "weights_memory_mib", "params", "gflops_per_image")
 HEADLINE = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_images_per_sec",
             "gflops_per_image")
+
+
+class EfficiencyConfig(Strict):
+    """The profiling pass (segbench/profiling.py): what is timed, how, and at which sizes."""
+
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    warmup: int = Field(10, ge=0)
+    iters: int = Field(50, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    """When set, a measurement also stops once this many seconds of timed calls are spent (at least one call)."""
+    precision: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    """fp16 and bf16 run the model under torch.autocast; the weights stay fp32."""
+    channels_last: bool = False
+    compile: bool = False
+    cudnn_benchmark: bool = False
+    input_size: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] | None = None
+    """[h, w]; by default the size of the dataset's first image."""
+    scopes: list[Literal["model", "end_to_end"]] = Field(default_factory=lambda: ["model", "end_to_end"],
+                                                         min_length=1)
+
+
+# The summary's efficiency columns (:func:`headline`): end_to_end unprefixed, model scope prefixed ``model_``.
+_HEADLINE_COLUMNS = (
+    ("latency_ms_p50", "ms", "lower", "median latency of one batch"),
+    ("latency_ms_p90", "ms", "lower", "90th-percentile latency of one batch"),
+    ("latency_ms_p99", "ms", "lower", "99th-percentile latency of one batch"),
+    ("throughput_images_per_sec", "images/s", "higher", "images per second at the batch size"),
+    ("gflops_per_image", "GFLOPs", "lower", "FLOPs of one image, 2 per multiply-add (twice mmseg's get_flops)"),
+    ("peak_memory_mib", "MiB", "lower", "peak memory: CUDA max allocated, or the CPU's peak resident set"),
+)
+
+
+def efficiency_columns() -> list[Column]:
+    columns = [Column(prefix + name, unit, direction, f"{meaning}, {scope}", group="efficiency")
+               for prefix, scope in (("", "end to end"), ("model_", "the network's forward alone"))
+               for name, unit, direction, meaning in _HEADLINE_COLUMNS]
+    return columns + [Column("params", "count", "lower", "parameters of the network", group="efficiency")]
+
+
+register_columns("efficiency", efficiency_columns)
 
 
 # ---------------------------------------------------------------- static figures

@@ -1,58 +1,181 @@
-"""Registries: plain dictionaries filled by decorators, plus entry points for plugins.
+"""Registries: plain dictionaries of declarations, filled by decorators, plus entry points for plugins.
 
-``MODELS[type]`` builds a model adapter from its suite entry, ``DATASETS[type]``
-builds a dataset from its suite entry, ``METRICS[group]`` is a metric-group class.
-Plugins register through the entry point groups ``segbench.models`` and
-``segbench.datasets``: each entry point names a module, imported for its
-decorators' side effect.
+A model source, a dataset type and a metric group are each one module that
+declares itself here with everything the rest of segbench needs:
+
+- ``@register_model("type", config=ConfigClass, check=...)`` on the function
+  that builds the model adapter: ``MODELS["type"]`` is a :class:`ModelSource`;
+- ``@register_dataset("type", config=ConfigClass)`` on the function that
+  builds the dataset: ``DATASETS["type"]`` is a :class:`DatasetType`;
+- ``@register_metric("group", options=OptionsClass, columns=...)`` on the
+  metric state class: ``METRICS["group"]`` is a :class:`MetricGroup`.
+
+Other figures (efficiency, the run's bookkeeping) declare their columns with
+``register_columns``. The suite's schema is assembled from these
+registrations (:mod:`segbench.suite`), so a plugin's types are named in a suite
+exactly like the built-in ones. Plugins register through the entry point groups
+``segbench.models``, ``segbench.datasets`` and ``segbench.metrics``: each entry
+point names a module, imported for its declarations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from segbench.columns import Catalogue, Column
+from segbench.errors import UserError
+
 T = TypeVar("T")
 
-MODELS: dict[str, Callable[..., Any]] = {}
-DATASETS: dict[str, Callable[..., Any]] = {}
-METRICS: dict[str, type] = {}
+# The built-in declarations, imported by name like plugins: this module imports no room above it.
+BUILTIN_MODULES = (
+    "segbench.data.synthetic", "segbench.data.folder", "segbench.data.cityscapes", "segbench.data.ade20k",
+    "segbench.data.pascal_voc", "segbench.data.mmseg_dataset",
+    "segbench.models.torch_adapter", "segbench.models.predictions", "segbench.models.mmseg_adapter",
+    "segbench.metrics.confusion", "segbench.metrics.boundary", "segbench.metrics.distance",
+    "segbench.profiling", "segbench.runner",
+)
+ENTRY_POINT_GROUPS = ("segbench.models", "segbench.datasets", "segbench.metrics")
 
 
-def _register(table: dict[str, Any], name: str) -> Callable[[T], T]:
-    def decorator(obj: T) -> T:
-        if name in table and table[name] is not obj:
-            raise ValueError(f"{name!r} is registered twice")
-        table[name] = obj
-        return obj
+@dataclass(frozen=True)
+class ModelSource:
+    """``build(config, dataset_info, device)`` gives a ModelAdapter; ``check(config)`` runs before any work."""
+
+    type: str
+    config: type[BaseModel]
+    build: Callable[..., Any]
+    check: Callable[[Any], None] | None = None
+    describe: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetType:
+    """``build(config)`` gives a SegDataset; it is called before any work, so it is also the check."""
+
+    type: str
+    config: type[BaseModel]
+    build: Callable[[Any], Any]
+    describe: str = ""
+
+
+@dataclass(frozen=True)
+class MetricGroup:
+    """``state(num_classes, ignore_index, device, **options)`` is the mergeable state; ``columns(options)`` its
+    figures. ``default_on``: whether a suite that does not name the group runs it; ``required``: whether a
+    suite may turn it off (``null``)."""
+
+    name: str
+    options: type[BaseModel]
+    state: type
+    columns: Callable[[Any], list[Column]]
+    default_on: bool = True
+    required: bool = False
+    describe: str = ""
+
+
+MODELS: dict[str, ModelSource] = {}
+DATASETS: dict[str, DatasetType] = {}
+METRICS: dict[str, MetricGroup] = {}
+COLUMNS: dict[str, Callable[[], list[Column]]] = {}
+
+
+def _add(table: dict[str, Any], name: str, entry: Any) -> None:
+    if name in table and table[name] != entry:
+        raise ValueError(f"{name!r} is registered twice")
+    table[name] = entry
+
+
+def _config_type(config: type[BaseModel]) -> str:
+    """The ``type`` a config class answers to: its ``type`` field's single literal value."""
+    field = config.model_fields.get("type")
+    values = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    if len(values) != 1:
+        raise ValueError(f"{config.__name__} needs a field `type: Literal['<name>']`")
+    return values[0]
+
+
+def _check_type(name: str, config: type[BaseModel]) -> None:
+    if _config_type(config) != name:
+        raise ValueError(f"{config.__name__}'s type field says {_config_type(config)!r}, registered as {name!r}")
+
+
+def register_model(name: str, *, config: type[BaseModel], check: Callable[[Any], None] | None = None,
+                   describe: str = "") -> Callable[[T], T]:
+    _check_type(name, config)
+
+    def decorator(build: T) -> T:
+        _add(MODELS, name, ModelSource(name, config, build, check, describe))
+        return build
     return decorator
 
 
-def register_model(name: str) -> Callable[[T], T]:
-    return _register(MODELS, name)
+def register_dataset(name: str, *, config: type[BaseModel], describe: str = "") -> Callable[[T], T]:
+    _check_type(name, config)
+
+    def decorator(build: T) -> T:
+        _add(DATASETS, name, DatasetType(name, config, build, describe))
+        return build
+    return decorator
 
 
-def register_dataset(name: str) -> Callable[[T], T]:
-    return _register(DATASETS, name)
+def register_metric(name: str, *, options: type[BaseModel], columns: Callable[[Any], list[Column]],
+                    default_on: bool = True, required: bool = False, describe: str = "") -> Callable[[T], T]:
+    def decorator(state: T) -> T:
+        _add(METRICS, name, MetricGroup(name, options, state, columns, default_on, required, describe))
+        return state
+    return decorator
 
 
-def register_metric(name: str) -> Callable[[T], T]:
-    return _register(METRICS, name)
+def register_columns(source: str, columns: Callable[[], list[Column]]) -> None:
+    """Columns that no metric group computes (efficiency, the run's bookkeeping), under ``source``."""
+    _add(COLUMNS, source, columns)
 
 
 _loaded = False
 
 
 def load_plugins() -> None:
-    """Import the built-in modules and every plugin entry point, once."""
+    """Import the built-in declarations and every plugin entry point, once."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import segbench.data  # noqa: F401  (registers the readers)
-    import segbench.metrics  # noqa: F401
-    import segbench.models  # noqa: F401
-    for group in ("segbench.models", "segbench.datasets"):
-        for ep in entry_points(group=group):
-            ep.load()
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for group in ENTRY_POINT_GROUPS:
+        for entry in entry_points(group=group):
+            try:
+                entry.load()
+            except Exception as error:  # a broken plugin is the user's to fix, named
+                raise UserError(f"plugin {entry.name!r} ({entry.value}, entry point group {group}) failed "
+                                f"to load: {type(error).__name__}: {error}") from None
+
+
+def catalogue(metric_options: Mapping[str, Any] | None = None) -> Catalogue:
+    """Every declared column; metric groups' for ``metric_options`` (group -> options, None: off), as a run
+    recorded them in its suite. Without options, each group's defaults. Groups a run recorded but that are
+    not installed here have no columns."""
+    load_plugins()
+    columns = [column for declare in COLUMNS.values() for column in declare()]
+    for name, group in METRICS.items():
+        if metric_options is None:
+            options: Any = group.options()
+        elif name not in metric_options:
+            continue
+        else:
+            options = metric_options[name]
+            if options is None:
+                continue
+            try:
+                options = group.options.model_validate(options)
+            except ValidationError:  # recorded by another version of the group: its defaults' columns
+                options = group.options()
+        columns += group.columns(options)
+    return Catalogue(columns)

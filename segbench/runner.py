@@ -27,21 +27,32 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from segbench import __version__
+from segbench.columns import Column
 from segbench.data.base import SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
 from segbench.environment import device_name, environment, resolve_device
 from segbench.errors import UserError
 from segbench.fingerprint import paths_fingerprint
 from segbench.metrics.checks import validate_pair
-from segbench.models.mmseg_adapter import check_model as check_mmseg_model
 from segbench.models.base import ModelAdapter
-from segbench.models.torch_adapter import import_factory
 from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
-from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
+from segbench.registry import DATASETS, METRICS, MODELS, load_plugins, register_columns
 from segbench.store import CellOutput, RunStore
-from segbench.suite import Cell, MMSegModelConfig, PythonModelConfig, Suite
+from segbench.suite import Cell, Suite
+from segbench.version import __version__
+
+
+def run_columns() -> list[Column]:
+    """The summary's bookkeeping columns, beside the metric groups' and the profiler's figures."""
+    return [Column("num_images", "count", "neither", "images evaluated", group="run"),
+            Column("invalid_label_pixels", "count", "lower", "label pixels outside [0, K) mapped to ignore",
+                   group="run"),
+            Column("trained", "text", "neither", "whether the model had trained weights", group="run"),
+            Column("eval_seconds", "s", "neither", "wall time of the cell's evaluation", group="run")]
+
+
+register_columns("run", run_columns)
 
 
 class Reporter:
@@ -81,7 +92,7 @@ def build_datasets(suite: Suite) -> dict[str, SegDataset]:
     datasets = {}
     for i, config in enumerate(suite.datasets):
         try:
-            datasets[config.name] = DATASETS[config.type](config)
+            datasets[config.name] = DATASETS[config.type].build(config)
         except UserError as error:
             error.field = error.field or f"datasets[{i}] ({config.name})"
             raise
@@ -89,13 +100,12 @@ def build_datasets(suite: Suite) -> dict[str, SegDataset]:
 
 
 def check_models(suite: Suite) -> None:
-    """What can be checked before any work: python factories import, mmseg is there and knows the config."""
+    """What each model source checks before any work (python factories import, mmseg knows the config)."""
     for i, config in enumerate(suite.models):
+        check = MODELS[config.type].check
         try:
-            if isinstance(config, PythonModelConfig):
-                import_factory(config.factory)
-            elif isinstance(config, MMSegModelConfig):
-                check_mmseg_model(config)
+            if check is not None:
+                check(config)
         except UserError as error:
             error.field = f"models[{i}].{error.field or 'type'} ({config.name})"
             raise
@@ -167,11 +177,11 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
     writer = None
     try:
         info = dataset.info
-        adapter = MODELS[cell.model.type](cell.model, info, device)
+        adapter = MODELS[cell.model.type].build(cell.model, info, device)
         if adapter.num_classes != info.num_classes:
             raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
                             f"{info.name!r} has {info.num_classes}")
-        metrics = {name: METRICS[name](info.num_classes, info.ignore_index, device, **options.model_dump())
+        metrics = {name: METRICS[name].state(info.num_classes, info.ignore_index, device, **options.model_dump())
                    for name, options in cell.metrics if options is not None}
         indices = world.shard(len(dataset))
         loader = DataLoader(Subset(dataset, indices), batch_size=suite.batch_size,

@@ -1,8 +1,8 @@
-"""Suite files: the pydantic schema, validation with YAML line numbers, expansion into cells.
+"""Suite files: the schema assembled from the registries, validation with YAML line numbers, cells.
 
-A suite is validated once, at the door; nothing after this module reads the file.
-Paths in a suite may use ``${ENV_VAR}``; relative paths are resolved against
-the suite file's folder.
+A suite is validated once, at the door; nothing after this module reads the
+file. Its datasets, models and metrics entries are whatever the registries
+declare (built-in and plugin types alike): see :mod:`segbench.registry`.
 """
 
 from __future__ import annotations
@@ -10,312 +10,34 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
+from segbench.config import NAME_PATTERN, DatasetBase, ModelBase, Strict
 from segbench.errors import UserError
+from segbench.profiling import EfficiencyConfig
+from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_EXPANDED_VALUES = 100_000
 """The most values a suite may expand to through YAML aliases; a real suite has a few hundred."""
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def expand_env(text: str) -> str:
-    """Replace each ``${VAR}``; an unset variable is an error naming it."""
-    def substitute(match: re.Match) -> str:
-        value = os.environ.get(match.group(1))
-        if value is None:
-            raise ValueError(f"environment variable ${{{match.group(1)}}} is not set")
-        return value
-    return _ENV_VAR.sub(substitute, text)
-
-
-def _resolve_path(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, (str, Path)):
-        return value
-    path = Path(expand_env(str(value))).expanduser()
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not path.is_absolute():
-        path = Path(base) / path
-    return path
-
-
-SuitePath = Annotated[Path, BeforeValidator(_resolve_path)]
-
-
-def _path_or_name(value: str, info: ValidationInfo) -> str:
-    """An mmseg config given as a file path is resolved like any path; a bare name is kept."""
-    if value.endswith(".py") or "/" in value:
-        return str(_resolve_path(value, info))
-    return value
-
-
-ConfigRef = Annotated[str, AfterValidator(_path_or_name)]
-
-
-def _no_double_underscore(name: str) -> str:
-    """A cell id is ``<model>__<dataset>``: with '__' inside a name, two cells could share one id."""
-    if "__" in name:
-        raise ValueError(f"name {name!r} contains '__': '__' separates model and dataset in cell ids")
-    return name
-
-
-EntryName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_no_double_underscore)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---------------------------------------------------------------- datasets
-
-class DatasetBase(Strict):
-    name: EntryName
-    invalid_labels: Literal["error", "ignore"] = "error"
-    """A label value outside [0, K) that is not the ignore index: an error, or mapped to ignore and counted."""
-
-
-class SyntheticDatasetConfig(DatasetBase):
-    type: Literal["synthetic"]
-    num_images: int = Field(32, ge=1)
-    height: int = Field(64, ge=8)
-    width: int = Field(128, ge=8)
-    seed: int = 0
-
-
-class FolderDatasetConfig(DatasetBase):
-    type: Literal["folder"]
-    root: SuitePath
-    num_classes: int = Field(ge=1)
-    ignore_index: int = 255
-    class_names: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _names_match(self) -> "FolderDatasetConfig":
-        if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} names "
-                             f"but num_classes is {self.num_classes}")
-        return self
-
-
-class CityscapesDatasetConfig(DatasetBase):
-    type: Literal["cityscapes"]
-    root: SuitePath
-    """The folder holding leftImg8bit/ and gtFine/."""
-    split: str = "val"
-
-
-class ADE20KDatasetConfig(DatasetBase):
-    type: Literal["ade20k"]
-    root: SuitePath
-    """ADEChallengeData2016, or the folder holding it."""
-    split: str = "validation"
-
-
-class PascalVOCDatasetConfig(DatasetBase):
-    type: Literal["pascal_voc"]
-    root: SuitePath
-    """VOC2012, or a folder holding VOCdevkit/VOC2012."""
-    split: str = "val"
-
-
-class MMSegDatasetConfig(DatasetBase):
-    type: Literal["mmseg"]
-    config: ConfigRef
-    """A dataset config file, or a name under mmseg's configs/_base_/datasets/ (e.g. coco-stuff164k)."""
-    root: SuitePath
-    """The data_root the config's paths are relative to."""
-
-
-DatasetConfig = Annotated[Union[SyntheticDatasetConfig, FolderDatasetConfig, CityscapesDatasetConfig,
-                                ADE20KDatasetConfig, PascalVOCDatasetConfig, MMSegDatasetConfig],
-                          Field(discriminator="type")]
-
-
-# ---------------------------------------------------------------- models
-
-class InferenceConfig(Strict):
-    """How a torch model is applied to an image: whole or sliding window, with optional TTA."""
-
-    mode: Literal["whole", "slide"] = "whole"
-    crop_size: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    flip: bool = False
-    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-
-    @model_validator(mode="after")
-    def _slide_needs_crop(self) -> "InferenceConfig":
-        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
-            raise ValueError("mode 'slide' needs crop_size and stride, e.g. [512, 512] and [341, 341]")
-        if any(s <= 0 for s in self.scales):
-            raise ValueError("scales must be positive")
-        return self
-
-
-class ModelBase(Strict):
-    name: EntryName
-    save_predictions: bool | None = None
-    """Overrides the suite's ``save_predictions`` for this model; None: the suite's."""
-
-    def input_paths(self, dataset: str) -> list[Path]:
-        """The files this model reads on ``dataset`` that can change in place (a resume redoes the cell)."""
-        return []
-
-
-class BuiltinModelConfig(ModelBase):
-    type: Literal["builtin"]
-    arch: str
-    weights: str = "demo"
-    """'demo' for the shipped weights, 'random' for none, or a .safetensors/.pth path."""
-    num_classes: int | None = Field(None, ge=1)
-    inference: InferenceConfig = InferenceConfig()
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, value: str) -> str:
-        from segbench.models.nets import ARCHS
-        if value not in ARCHS:
-            raise ValueError(f"unknown arch {value!r}; known: {', '.join(sorted(ARCHS))}")
-        return value
-
-    @field_validator("weights")
-    @classmethod
-    def _weights_path(cls, value: str, info: ValidationInfo) -> str:
-        if value in ("demo", "random"):
-            return value
-        return str(_resolve_path(value, info))
-
-    def input_paths(self, dataset: str) -> list[Path]:
-        return [] if self.weights in ("demo", "random") else [Path(self.weights)]
-
-
-class PythonModelConfig(ModelBase):
-    type: Literal["python"]
-    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    num_classes: int = Field(ge=1)
-    mean: tuple[float, float, float] = tuple(IMAGENET_MEAN)
-    std: tuple[float, float, float] = tuple(IMAGENET_STD)
-    checkpoint: SuitePath | None = None
-    inference: InferenceConfig = InferenceConfig()
-
-    def input_paths(self, dataset: str) -> list[Path]:
-        return [] if self.checkpoint is None else [self.checkpoint]
-
-
-class PredictionsModelConfig(ModelBase):
-    type: Literal["predictions"]
-    root: str
-    """Folder of <image stem>.png label maps; '{dataset}' is replaced by the dataset's name."""
-    num_classes: int | None = Field(None, ge=1)
-
-    @field_validator("root")
-    @classmethod
-    def _root_path(cls, value: str, info: ValidationInfo) -> str:
-        return str(_resolve_path(value, info))
-
-    def input_paths(self, dataset: str) -> list[Path]:
-        return [Path(self.root.replace("{dataset}", dataset))]
-
-
-class MMSegModelConfig(ModelBase):
-    type: Literal["mmseg"]
-    config: ConfigRef
-    """A name from mmseg's packaged model index, or a path to a config file."""
-    checkpoint: SuitePath | None = None
-    tta: bool = False
-    cfg_options: dict[str, Any] = Field(default_factory=dict)
-    allow_unsafe_checkpoint: bool = False
-    class_map: list[int] | None = None
-    """For each class the model predicts, the dataset class it counts as."""
-
-    def input_paths(self, dataset: str) -> list[Path]:
-        config = [Path(self.config)] if self.config.endswith(".py") or "/" in self.config else []
-        return config + ([] if self.checkpoint is None else [self.checkpoint])
-
-
-ModelConfig = Annotated[Union[BuiltinModelConfig, PythonModelConfig, PredictionsModelConfig,
-                              MMSegModelConfig],
-                        Field(discriminator="type")]
-
-
-# ---------------------------------------------------------------- metrics, suite
-
-class AccuracyOptions(Strict):
-    pass
-
-
-class BoundaryOptions(Strict):
-    """BF and BIoU (DESIGN.md, "Boundary family")."""
-
-    tolerance: float | str = 0.0075
-    """BF tolerance: a fraction of the image diagonal in [0, 1), or pixels as a string such as "3px"."""
-    dilation_ratio: float = Field(0.02, gt=0)
-    """BIoU band width as a fraction of the image diagonal (rounded, at least 1 pixel)."""
-
-    @field_validator("tolerance")
-    @classmethod
-    def _valid_tolerance(cls, value: float | str) -> float | str:
-        from segbench.metrics.boundary import parse_tolerance
-        parse_tolerance(value)
-        return value
-
-
-class DistanceOptions(Strict):
-    """HD and HD95 (DESIGN.md, "Boundary family")."""
-
-    percentile: float = Field(95.0, ge=0, le=100)
-    """The percentile of the robust Hausdorff distance; other than 95 it renames the columns (HD99, mHD99)."""
-    one_sided: Literal["diagonal", "inf", "skip"] = "diagonal"
-    """The value when a class is in only one of the two masks; such cases are always counted."""
-
-
-class MetricsConfig(Strict):
-    """Metric groups and their options; ``null`` turns a group off."""
-
-    accuracy: AccuracyOptions = AccuracyOptions()
-    boundary: BoundaryOptions | None = BoundaryOptions()
-    distance: DistanceOptions | None = DistanceOptions()
-
-
-class EfficiencyConfig(Strict):
-    """The profiling pass (segbench/profiling.py): what is timed, how, and at which sizes."""
-
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
-    warmup: int = Field(10, ge=0)
-    iters: int = Field(50, ge=1)
-    time_budget_s: float | None = Field(None, gt=0)
-    """When set, a measurement also stops once this many seconds of timed calls are spent (at least one call)."""
-    precision: list[Literal["fp32", "fp16", "bf16"]] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    """fp16 and bf16 run the model under torch.autocast; the weights stay fp32."""
-    channels_last: bool = False
-    compile: bool = False
-    cudnn_benchmark: bool = False
-    input_size: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] | None = None
-    """[h, w]; by default the size of the dataset's first image."""
-    scopes: list[Literal["model", "end_to_end"]] = Field(default_factory=lambda: ["model", "end_to_end"],
-                                                         min_length=1)
-
-
 class Suite(Strict):
+    """A validated suite. Instances are of the class :func:`suite_model` assembles from the registries,
+    whose ``datasets``, ``models`` and ``metrics`` fields accept every registered type and group."""
+
     name: str = Field(pattern=NAME_PATTERN)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(2, ge=0)
-    datasets: list[DatasetConfig] = Field(min_length=1)
-    models: list[ModelConfig] = Field(min_length=1)
-    metrics: MetricsConfig = MetricsConfig()
+    datasets: list[DatasetBase] = Field(min_length=1)
+    models: list[ModelBase] = Field(min_length=1)
+    metrics: BaseModel
     efficiency: EfficiencyConfig | None = None
     """The profiling pass; None (the default) runs none."""
     save_predictions: bool = False
@@ -340,11 +62,47 @@ class Suite(Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+def _tagged_union(configs: list[type[BaseModel]]) -> Any:
+    """The registered config classes, told apart by their ``type`` field."""
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[tuple(configs)], Field(discriminator="type")]
+
+
+def metrics_model() -> type[BaseModel]:
+    """The ``metrics`` section: one optional entry per registered group, ``null`` turning it off.
+
+    A group declared ``required`` cannot be turned off; one not ``default_on`` runs only when named.
+    """
+    fields: dict[str, Any] = {}
+    for name, group in METRICS.items():
+        default = group.options() if group.default_on else None
+        fields[name] = (group.options, default) if group.required else (group.options | None, default)
+    return create_model("MetricsConfig", __base__=Strict, __doc__="Metric groups and their options.", **fields)
+
+
+def suite_model() -> type[Suite]:
+    """The suite schema for the types and groups registered now (built-ins and plugins)."""
+    load_plugins()
+    key = (tuple(MODELS.values()), tuple(DATASETS.values()), tuple(METRICS.values()))
+    if key not in _schemas:
+        metrics = metrics_model()
+        _schemas[key] = create_model(
+            "Suite", __base__=Suite,
+            datasets=(list[_tagged_union([d.config for d in DATASETS.values()])], Field(min_length=1)),
+            models=(list[_tagged_union([m.config for m in MODELS.values()])], Field(min_length=1)),
+            metrics=(metrics, metrics()))
+    return _schemas[key]
+
+
+_schemas: dict[tuple, type[Suite]] = {}
+
+
 @dataclass(frozen=True)
 class Cell:
-    model: ModelConfig
-    dataset: DatasetConfig
-    metrics: MetricsConfig
+    model: ModelBase
+    dataset: DatasetBase
+    metrics: BaseModel
     efficiency: EfficiencyConfig | None = None
     save_predictions: bool = False
 
@@ -542,7 +300,7 @@ def parse_suite(data: Any, *, base_dir: Path | None = None, source: str | None =
     if not isinstance(data, dict):
         raise UserError("a suite must be a mapping with name, datasets and models", source=source)
     try:
-        return Suite.model_validate(data, context={"base_dir": base_dir})
+        return suite_model().model_validate(data, context={"base_dir": base_dir})
     except ValidationError as error:
         raise _first_error(error, data, source, lines or {}) from None
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import segbench
 from segbench.cli import app
-from segbench.data.io import read_label
+from segbench.images import read_label
 from segbench.data.synthetic import PALETTE, SyntheticDataset
 from segbench.errors import UserError
 from segbench.gallery import THUMB_BOX, gallery

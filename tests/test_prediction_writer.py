@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 
 import segbench
-from segbench.data.base import DatasetInfo
-from segbench.data.classes import CITYSCAPES_PALETTE, DISTINCT_PALETTE
+from segbench.types import DatasetInfo
+from segbench.data.classes import CITYSCAPES_PALETTE
+from segbench.images import DISTINCT_PALETTE
 from segbench.data.folder import FolderDataset
-from segbench.data.io import read_label, write_label
+from segbench.images import read_label, write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.prediction_writer import PredictionWriter, join_folders
 from segbench.runner import CellFailed, Reporter, evaluate_cell

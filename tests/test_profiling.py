@@ -15,7 +15,8 @@ from segbench.models.predictions import PredictionsAdapter
 from segbench.models.torch_adapter import TorchAdapter
 from segbench.profiling import Profiler, count_flops, count_params, is_out_of_memory
 from segbench.store import load
-from segbench.suite import IMAGENET_MEAN, IMAGENET_STD, EfficiencyConfig, InferenceConfig
+from segbench.config import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
+from segbench.profiling import EfficiencyConfig
 
 CPU = torch.device("cpu")
 
@@ -226,9 +227,9 @@ def test_no_efficiency_section_means_no_profiling(tmp_path, nets):
 
 def test_mmseg_model_scope_is_the_segmentor_on_the_preprocessed_batch():
     pytest.importorskip("mmseg.models")
-    from segbench.data.base import DatasetInfo
+    from segbench.types import DatasetInfo
     from segbench.models.mmseg_adapter import MMSegAdapter
-    from segbench.suite import MMSegModelConfig
+    from segbench.models.mmseg_adapter import MMSegModelConfig
 
     # cgnet is small; keeping the images at their size (the config resizes to 2048x1024) keeps this quick
     config = MMSegModelConfig(name="cgnet", type="mmseg", config="cgnet_fcn_4xb4-60k_cityscapes-680x680",

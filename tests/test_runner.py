@@ -11,10 +11,10 @@ from PIL import Image
 
 import segbench
 from segbench.api import execute
-from segbench.data.io import write_label
+from segbench.images import write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.errors import UserError
-from segbench.suite import IMAGENET_MEAN, IMAGENET_STD
+from segbench.config import IMAGENET_MEAN, IMAGENET_STD
 
 def suite_dict(models, datasets=None, **extra):
     datasets = datasets or [{"name": "shapes", "type": "synthetic", "num_images": 5,

@@ -1,3 +1,1 @@
-"""Dataset readers; importing this package fills ``segbench.registry.DATASETS``."""
-
-from segbench.data import ade20k, cityscapes, folder, mmseg_dataset, pascal_voc, synthetic  # noqa: F401
+"""Dataset readers: each module declares its dataset type (segbench.registry.register_dataset)."""

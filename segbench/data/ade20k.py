@@ -6,11 +6,12 @@ As mmseg's reduce_zero_label: 0 -> ignore (255), every other value minus one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from segbench.data.base import DatasetInfo
+from segbench.config import DatasetBase, SuitePath
+from segbench.types import DatasetInfo
 from segbench.data.classes import ADE20K_CLASSES, ADE20K_PALETTE
 from segbench.data.files import FilePairsDataset, listed, require_dir
 from segbench.errors import UserError
@@ -48,6 +49,13 @@ class ADE20KDataset(FilePairsDataset):
         super().__init__(info, root, pairs, reduce_zero_label_lut())
 
 
-@register_dataset("ade20k")
-def build_ade20k(cfg: Any) -> ADE20KDataset:
+class ADE20KDatasetConfig(DatasetBase):
+    type: Literal["ade20k"]
+    root: SuitePath
+    """ADEChallengeData2016, or the folder holding it."""
+    split: str = "validation"
+
+
+@register_dataset("ade20k", config=ADE20KDatasetConfig)
+def build_ade20k(cfg: ADE20KDatasetConfig) -> ADE20KDataset:
     return ADE20KDataset(cfg.name, cfg.root, cfg.split)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch.utils.data
 
-from segbench.data.classes import distinct_palette
+from segbench.types import DatasetInfo
 
 
 @dataclass
@@ -18,21 +18,6 @@ class Sample:
     id: str
     image: np.ndarray
     label: np.ndarray
-
-
-@dataclass
-class DatasetInfo:
-    name: str
-    num_classes: int
-    class_names: list[str]
-    ignore_index: int = 255
-    palette: list[tuple[int, int, int]] = field(default_factory=list)
-
-    def colours(self) -> list[tuple[int, int, int]]:
-        """A colour per class: the dataset's palette when it has one for every class, else a fixed one."""
-        if len(self.palette) >= self.num_classes:
-            return [tuple(c) for c in self.palette[:self.num_classes]]
-        return distinct_palette(self.num_classes)
 
 
 class SegDataset(torch.utils.data.Dataset):

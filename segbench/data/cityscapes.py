@@ -8,11 +8,12 @@ cityscapesScripts' createTrainIdLabelImgs writes and mmseg reads), otherwise
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from segbench.data.base import DatasetInfo
+from segbench.config import DatasetBase, SuitePath
+from segbench.types import DatasetInfo
 from segbench.data.classes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from segbench.data.files import FilePairsDataset, listed, require_dir
 from segbench.errors import UserError
@@ -62,6 +63,13 @@ class CityscapesDataset(FilePairsDataset):
         super().__init__(info, root, pairs, label_ids_lut() if kind == "labelIds" else None)
 
 
-@register_dataset("cityscapes")
-def build_cityscapes(cfg: Any) -> CityscapesDataset:
+class CityscapesDatasetConfig(DatasetBase):
+    type: Literal["cityscapes"]
+    root: SuitePath
+    """The folder holding leftImg8bit/ and gtFine/."""
+    split: str = "val"
+
+
+@register_dataset("cityscapes", config=CityscapesDatasetConfig)
+def build_cityscapes(cfg: CityscapesDatasetConfig) -> CityscapesDataset:
     return CityscapesDataset(cfg.name, cfg.root, cfg.split)

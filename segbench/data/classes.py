@@ -4,8 +4,6 @@ The palettes are those of mmsegmentation and the datasets' own tools, so that sa
 predictions look familiar.
 """
 
-import colorsys
-
 CITYSCAPES_CLASSES = [
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
     'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
@@ -80,23 +78,3 @@ VOC_PALETTE = [
     (192, 0, 128), (64, 128, 128), (192, 128, 128), (0, 64, 0), (128, 64, 0), (0, 192, 0),
     (128, 192, 0), (0, 64, 128),
 ]
-
-
-# Kelly's colours of maximum contrast, without white, black and grey (grey marks ignored pixels
-# in pictures): the palette of datasets that bring none.
-DISTINCT_PALETTE = [
-    (243, 195, 0), (135, 86, 146), (243, 132, 0), (161, 202, 241), (190, 0, 50), (194, 178, 128),
-    (0, 136, 86), (230, 143, 172), (0, 103, 165), (249, 147, 121), (96, 78, 151), (246, 166, 0),
-    (179, 68, 108), (220, 211, 0), (136, 45, 23), (141, 182, 0), (101, 69, 34), (226, 88, 34),
-    (43, 61, 38),
-]
-
-
-def distinct_palette(count: int) -> list[tuple[int, int, int]]:
-    """``count`` fixed colours: Kelly's first, then hues a golden angle apart at alternating brightness."""
-    colours = DISTINCT_PALETTE[:count]
-    for i in range(count - len(colours)):
-        hue = (i * 0.381966) % 1.0
-        value = (0.95, 0.7, 0.5)[i % 3]
-        colours.append(tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, value)))
-    return colours

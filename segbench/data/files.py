@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.data.base import DatasetInfo, Sample, SegDataset
-from segbench.data.io import read_image, read_label
+from segbench.types import DatasetInfo
+from segbench.data.base import Sample, SegDataset
+from segbench.images import read_image, read_label
 from segbench.errors import DataError, UserError
 
 MAX_LISTED = 5

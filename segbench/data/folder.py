@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from segbench.data.base import DatasetInfo
+from pydantic import Field, model_validator
+
+from segbench.config import DatasetBase, SuitePath
+from segbench.types import DatasetInfo
 from segbench.data.files import FilePairsDataset, listed
-from segbench.data.io import IMAGE_EXTENSIONS, read_palette
+from segbench.images import IMAGE_EXTENSIONS, read_palette
 from segbench.errors import DataError, UserError
 from segbench.registry import register_dataset
 
@@ -82,7 +85,22 @@ def _check_pairs(root: Path, images_dir: str, labels_dir: str,
                         source=str(root))
 
 
-@register_dataset("folder")
-def build_folder(cfg: Any) -> FolderDataset:
+class FolderDatasetConfig(DatasetBase):
+    type: Literal["folder"]
+    root: SuitePath
+    num_classes: int = Field(ge=1)
+    ignore_index: int = 255
+    class_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _names_match(self) -> "FolderDatasetConfig":
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names "
+                             f"but num_classes is {self.num_classes}")
+        return self
+
+
+@register_dataset("folder", config=FolderDatasetConfig)
+def build_folder(cfg: FolderDatasetConfig) -> FolderDataset:
     return FolderDataset(name=cfg.name, root=Path(cfg.root), num_classes=cfg.num_classes,
                          ignore_index=cfg.ignore_index, class_names=cfg.class_names)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from segbench.data.base import DatasetInfo, Sample, SegDataset
+from segbench.config import ConfigRef, DatasetBase, SuitePath
+from segbench.types import DatasetInfo
+from segbench.data.base import Sample, SegDataset
 from segbench.data.files import pair_part
-from segbench.data.io import read_image
+from segbench.images import read_image
 from segbench.errors import DataError, UserError
 from segbench.registry import register_dataset
 
@@ -80,6 +82,14 @@ class MMSegDataset(SegDataset):
         return [pair_part(self.root, Path(i["img_path"]), Path(i["seg_map_path"])) for i in self.infos]
 
 
-@register_dataset("mmseg")
-def build_mmseg_dataset(cfg: Any) -> MMSegDataset:
+class MMSegDatasetConfig(DatasetBase):
+    type: Literal["mmseg"]
+    config: ConfigRef
+    """A dataset config file, or a name under mmseg's configs/_base_/datasets/ (e.g. coco-stuff164k)."""
+    root: SuitePath
+    """The data_root the config's paths are relative to."""
+
+
+@register_dataset("mmseg", config=MMSegDatasetConfig)
+def build_mmseg_dataset(cfg: MMSegDatasetConfig) -> MMSegDataset:
     return MMSegDataset(cfg.name, cfg.config, cfg.root)

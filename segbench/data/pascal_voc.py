@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from segbench.data.base import DatasetInfo
+from segbench.config import DatasetBase, SuitePath
+from segbench.types import DatasetInfo
 from segbench.data.classes import VOC_CLASSES, VOC_PALETTE
 from segbench.data.files import FilePairsDataset, listed, require_dir
 from segbench.errors import UserError
@@ -37,6 +38,13 @@ class PascalVOCDataset(FilePairsDataset):
         super().__init__(info, root, pairs)
 
 
-@register_dataset("pascal_voc")
-def build_pascal_voc(cfg: Any) -> PascalVOCDataset:
+class PascalVOCDatasetConfig(DatasetBase):
+    type: Literal["pascal_voc"]
+    root: SuitePath
+    """VOC2012, or a folder holding VOCdevkit/VOC2012."""
+    split: str = "val"
+
+
+@register_dataset("pascal_voc", config=PascalVOCDatasetConfig)
+def build_pascal_voc(cfg: PascalVOCDatasetConfig) -> PascalVOCDataset:
     return PascalVOCDataset(cfg.name, cfg.root, cfg.split)

@@ -10,11 +10,15 @@ objects (as Pascal VOC does) and, in some images, a "void" blob.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from segbench.data.base import DatasetInfo, Sample, SegDataset
+from pydantic import Field
+
+from segbench.config import DatasetBase
+from segbench.types import DatasetInfo
+from segbench.data.base import Sample, SegDataset
 from segbench.registry import register_dataset
 
 GENERATOR_VERSION = "synthetic-v1"
@@ -188,8 +192,16 @@ class SyntheticDataset(SegDataset):
                 f"width={self.width}", f"seed={self.seed}"]
 
 
-@register_dataset("synthetic")
-def build_synthetic(cfg: Any) -> SyntheticDataset:
+class SyntheticDatasetConfig(DatasetBase):
+    type: Literal["synthetic"]
+    num_images: int = Field(32, ge=1)
+    height: int = Field(64, ge=8)
+    width: int = Field(128, ge=8)
+    seed: int = 0
+
+
+@register_dataset("synthetic", config=SyntheticDatasetConfig)
+def build_synthetic(cfg: SyntheticDatasetConfig) -> SyntheticDataset:
     """Build from a suite entry with ``name, num_images, height, width, seed``."""
     return SyntheticDataset(name=cfg.name, num_images=cfg.num_images, height=cfg.height,
                             width=cfg.width, seed=cfg.seed)

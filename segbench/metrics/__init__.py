@@ -1,8 +1,1 @@
-"""Metric groups; importing this package fills ``segbench.registry.METRICS``."""
-
-from segbench.metrics import boundary  # noqa: F401  (registers "boundary")
-from segbench.metrics import confusion  # noqa: F401  (registers "accuracy")
-from segbench.metrics import distance  # noqa: F401  (registers "distance")
-from segbench.metrics.base import MetricResult
-
-__all__ = ["MetricResult"]
+"""Metric groups: each module declares its group and columns (segbench.registry.register_metric)."""

@@ -25,8 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 from torch import Tensor
 
+from segbench.columns import Column, Resampling
+from segbench.config import Strict
 from segbench.metrics.base import MetricResult, RecordState
 from segbench.metrics.contours import (CONVENTIONS, Array, BoundaryPair, astype, boundary_pair, column_means,
                                        for_both, image_diagonal, mean_of_defined, namespace)
@@ -204,7 +207,49 @@ def boundary_figures(records: Sequence[Mapping[str, Any]],
     return summary, per_class
 
 
-@register_metric("boundary")
+class BoundaryOptions(Strict):
+    """BF and BIoU (DESIGN.md, "Boundary family")."""
+
+    tolerance: float | str = DEFAULT_TOLERANCE
+    """BF tolerance: a fraction of the image diagonal in [0, 1), or pixels as a string such as "3px"."""
+    dilation_ratio: float = Field(DEFAULT_DILATION_RATIO, gt=0)
+    """BIoU band width as a fraction of the image diagonal (rounded, at least 1 pixel)."""
+
+    @field_validator("tolerance")
+    @classmethod
+    def _valid_tolerance(cls, value: float | str) -> float | str:
+        parse_tolerance(value)
+        return value
+
+
+def boundary_columns(options: BoundaryOptions) -> list[Column]:
+    """BF and BIoU: fractions, higher is better; the band counts and evaluated images are counts."""
+    def figure(name: str, meaning: str, table: str = "summary", resampling: Resampling | None = None) -> Column:
+        return Column(name, "fraction", "higher", meaning, table=table, resampling=resampling, group="boundary")
+
+    def count(name: str, meaning: str, table: str) -> Column:
+        return Column(name, "count", "neither", meaning, table=table, group="boundary")
+
+    bf = f"boundary F-score (tolerance {options.tolerance})"
+    return [
+        figure("mBF", f"mean over classes of {bf}", resampling=Resampling("image_mean", ("BF",))),
+        figure("mBF_precision", "mean over classes of the boundary precision"),
+        figure("mBF_recall", "mean over classes of the boundary recall"),
+        figure("mBIoU", f"mean over classes of boundary IoU (dilation ratio {options.dilation_ratio})",
+               resampling=Resampling("band", ("BIoU_intersect", "BIoU_union"))),
+        *(figure(name, meaning, table) for table in ("per_class", "per_image") for name, meaning in (
+            ("BF", bf), ("BF_precision", "boundary precision"), ("BF_recall", "boundary recall"))),
+        figure("BIoU", "boundary IoU", "per_class"),
+        figure("mBF", f"mean over classes of {bf}, of the image alone", "per_image"),
+        figure("mBIoU", "mean over classes of boundary IoU, of the image alone", "per_image"),
+        count("BF_images", "images where the class was evaluated", "per_class"),
+        *(count(name, "inner-band pixels", table) for table in ("per_class", "per_image")
+          for name in ("BIoU_intersect", "BIoU_union")),
+    ]
+
+
+@register_metric("boundary", options=BoundaryOptions, columns=boundary_columns,
+                 describe="boundary F-score (BF) and boundary IoU (BIoU)")
 class BoundaryMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from segbench.columns import Column, Resampling
+from segbench.config import Strict
 from segbench.metrics.base import MetricResult
 from segbench.registry import register_metric
 
@@ -125,7 +127,41 @@ def _image_record(image_id: str, confusion: Tensor) -> dict[str, Any]:
     return record
 
 
-@register_metric("accuracy")
+class AccuracyOptions(Strict):
+    """The accuracy group has no options: its conventions are fixed (DESIGN.md, "Accuracy family")."""
+
+
+COUNT_COLUMNS = ("area_intersect", "area_union", "area_pred_label", "area_label")
+_SUMMARY = (
+    ("aAcc", "labelled pixels predicted right, over the dataset"),
+    ("mAcc", "mean over classes of per-class accuracy (recall)"),
+    ("mIoU", "mean over classes of IoU from the dataset's summed confusion matrix"),
+    ("fwIoU", "IoU weighted by each class's share of labelled pixels"),
+    ("mDice", "mean over classes of Dice (F1)"),
+    ("mPrecision", "mean over classes of precision"),
+    ("mRecall", "mean over classes of recall"),
+)
+_BOOTSTRAPPED = ("aAcc", "mAcc", "mIoU", "mDice")
+_PER_CLASS = (("IoU", "intersection over union"), ("Acc", "accuracy (recall)"), ("Dice", "Dice (F1)"),
+              ("Precision", "precision"), ("Recall", "recall"))
+
+
+def accuracy_columns(options: AccuracyOptions) -> list[Column]:
+    """The accuracy group's figures: fractions, higher is better; the per-image counts are counts."""
+    summary = [Column(name, "fraction", "higher", meaning, group="accuracy",
+                      resampling=Resampling("counts", COUNT_COLUMNS, name) if name in _BOOTSTRAPPED else None)
+               for name, meaning in _SUMMARY]
+    per_class = [Column(name, "fraction", "higher", meaning, table="per_class", group="accuracy")
+                 for name, meaning in _PER_CLASS]
+    per_image = [Column(name, "fraction", "higher", f"{meaning}, of the image alone", table="per_image",
+                        group="accuracy") for name, meaning in _SUMMARY[:3]]
+    counts = [Column(name, "count", "neither", "pixels per class (mmseg's four count vectors)", table=table,
+                     group="accuracy") for name in COUNT_COLUMNS for table in ("per_class", "per_image")]
+    return summary + per_class + per_image + counts
+
+
+@register_metric("accuracy", options=AccuracyOptions, columns=accuracy_columns, required=True,
+                 describe="aAcc, mIoU, mAcc, fwIoU, mDice from one confusion matrix (as mmseg)")
 class AccuracyMetric:
     """Mergeable state: the confusion matrix summed on ``device``, and one record per image.
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
+from segbench.columns import Column, Resampling
+from segbench.config import Strict
 from segbench.metrics.base import MetricResult, RecordState
 from segbench.metrics.contours import (CONVENTIONS, BoundaryPair, boundary_pair, column_means, image_diagonal,
                                        mean_of_defined)
@@ -80,7 +83,42 @@ def distance_figures(records: Sequence[Mapping[str, Any]], num_classes: int,
     return summary, per_class
 
 
-@register_metric("distance")
+class DistanceOptions(Strict):
+    """HD and HD95 (DESIGN.md, "Boundary family")."""
+
+    percentile: float = Field(DEFAULT_PERCENTILE, ge=0, le=100)
+    """The percentile of the robust Hausdorff distance; other than 95 it renames the columns (HD99, mHD99)."""
+    one_sided: Literal["diagonal", "inf", "skip"] = "diagonal"
+    """The value when a class is in only one of the two masks; such cases are always counted."""
+
+
+def distance_columns(options: DistanceOptions) -> list[Column]:
+    """HD and the percentile HD: pixels, lower is better, whatever the percentile."""
+    name = percentile_name(options.percentile)
+
+    def distance(column: str, meaning: str, table: str = "summary", image_mean: str = "") -> Column:
+        return Column(column, "px", "lower", meaning, table=table, group="distance",
+                      resampling=Resampling("image_mean", (image_mean,)) if image_mean else None)
+
+    hd = "Hausdorff distance between the class's boundaries"
+    robust = f"{options.percentile:g}th-percentile Hausdorff distance"
+    one_sided = "images where the class was in one mask only (scored " + options.one_sided + ")"
+    return [
+        distance("mHD", f"mean over classes of the {hd}", image_mean="HD"),
+        distance(f"m{name}", f"mean over classes of the {robust}", image_mean=name),
+        *(distance(column, meaning, table) for table in ("per_class", "per_image")
+          for column, meaning in (("HD", hd), (name, robust))),
+        distance("mHD", f"mean over classes of the {hd}, of the image alone", "per_image"),
+        distance(f"m{name}", f"mean over classes of the {robust}, of the image alone", "per_image"),
+        Column("HD_one_sided", "count", "lower", one_sided, group="distance"),
+        Column("HD_one_sided", "count", "lower", one_sided, table="per_class", group="distance"),
+        Column("HD_images", "count", "neither", "images where the class was evaluated", table="per_class",
+               group="distance"),
+    ]
+
+
+@register_metric("distance", options=DistanceOptions, columns=distance_columns,
+                 describe="Hausdorff distance (HD) and its percentile (HD95) between boundaries")
 class DistanceMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.
 

@@ -1,3 +1,1 @@
-"""Model adapters; importing this package fills ``segbench.registry.MODELS``."""
-
-from segbench.models import mmseg_adapter, predictions, torch_adapter  # noqa: F401
+"""Model adapters: each source module declares its model type (segbench.registry.register_model)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.suite import InferenceConfig
+from segbench.config import InferenceConfig
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -11,13 +11,15 @@ import difflib
 import functools
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import yaml
+from pydantic import Field
 
-from segbench.data.base import DatasetInfo
+from segbench.config import ConfigRef, ModelBase, SuitePath, is_file_reference
+from segbench.types import DatasetInfo
 from segbench.errors import UserError
 from segbench.models.base import ModelAdapter, require_finite
 from segbench.fingerprint import file_sha256
@@ -67,7 +69,7 @@ def model_index() -> dict[str, dict[str, Any]]:
 
 def resolve_config(config: str) -> tuple[Path, dict[str, Any] | None]:
     """A config file path, and the model index entry when ``config`` names one."""
-    if config.endswith(".py") or "/" in config:
+    if is_file_reference(config):
         path = Path(config)
         if not path.is_file():
             raise UserError("mmseg config file not found", source=str(path), field="config")
@@ -294,6 +296,22 @@ def _fraction(percent: float | None) -> float | None:
     return None if percent is None else percent / 100
 
 
-@register_model("mmseg")
-def build_mmseg(cfg: Any, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
+class MMSegModelConfig(ModelBase):
+    type: Literal["mmseg"]
+    config: ConfigRef
+    """A name from mmseg's packaged model index, or a path to a config file."""
+    checkpoint: SuitePath | None = None
+    tta: bool = False
+    cfg_options: dict[str, Any] = Field(default_factory=dict)
+    allow_unsafe_checkpoint: bool = False
+    class_map: list[int] | None = None
+    """For each class the model predicts, the dataset class it counts as."""
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        config = [Path(self.config)] if is_file_reference(self.config) else []
+        return config + ([] if self.checkpoint is None else [self.checkpoint])
+
+
+@register_model("mmseg", config=MMSegModelConfig, check=check_model)
+def build_mmseg(cfg: MMSegModelConfig, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
     return MMSegAdapter(cfg, info, device)

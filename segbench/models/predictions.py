@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 
-from segbench.data.base import DatasetInfo
-from segbench.data.io import read_label
+from segbench.config import ModelBase, resolve_path
+from segbench.types import DatasetInfo
+from segbench.images import read_label
 from segbench.errors import DataError, UserError
 from segbench.models.base import ModelAdapter
 from segbench.registry import register_model
@@ -57,8 +59,23 @@ class PredictionsAdapter(ModelAdapter):
                 f"(e.g. {self._png_names[0]}): do their names match the image file stems?")
 
 
-@register_model("predictions")
-def build_predictions(cfg: Any, info: DatasetInfo, device: torch.device) -> PredictionsAdapter:
+class PredictionsModelConfig(ModelBase):
+    type: Literal["predictions"]
+    root: str
+    """Folder of <image stem>.png label maps; '{dataset}' is replaced by the dataset's name."""
+    num_classes: int | None = Field(None, ge=1)
+
+    @field_validator("root")
+    @classmethod
+    def _root_path(cls, value: str, info: ValidationInfo) -> str:
+        return str(resolve_path(value, info))
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [Path(self.root.replace("{dataset}", dataset))]
+
+
+@register_model("predictions", config=PredictionsModelConfig)
+def build_predictions(cfg: PredictionsModelConfig, info: DatasetInfo, device: torch.device) -> PredictionsAdapter:
     template = str(cfg.root)
     root = Path(template.replace(DATASET_PLACEHOLDER, info.name))
     if not root.is_dir():

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
-from segbench.data.base import DatasetInfo
+from segbench.config import (IMAGENET_MEAN, IMAGENET_STD, InferenceConfig, ModelBase, SuitePath,
+                             resolve_path)
+from segbench.types import DatasetInfo
 from segbench.errors import UserError
 from segbench.models.base import ModelAdapter, require_finite
 from segbench.fingerprint import file_sha256
@@ -18,8 +21,6 @@ from segbench.models.checkpoint import load_state_dict
 from segbench.models.inference import segment
 from segbench.models.nets import ARCHS, load_demo_weights
 from segbench.registry import register_model
-from segbench.suite import (IMAGENET_MEAN, IMAGENET_STD, BuiltinModelConfig, InferenceConfig,
-                            PythonModelConfig)
 
 
 class TorchAdapter(ModelAdapter):
@@ -71,7 +72,35 @@ def _load_into(net: nn.Module, path: Path) -> dict[str, Any]:
     return {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "trained": True}
 
 
-@register_model("builtin")
+class BuiltinModelConfig(ModelBase):
+    type: Literal["builtin"]
+    arch: str
+    weights: str = "demo"
+    """'demo' for the shipped weights, 'random' for none, or a .safetensors/.pth path."""
+    num_classes: int | None = Field(None, ge=1)
+    inference: InferenceConfig = InferenceConfig()
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from segbench.models.nets import ARCHS
+        if value not in ARCHS:
+            raise ValueError(f"unknown arch {value!r}; known: {', '.join(sorted(ARCHS))}")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_path(cls, value: str, info: ValidationInfo) -> str:
+        if value in ("demo", "random"):
+            return value
+        return str(resolve_path(value, info))
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [] if self.weights in ("demo", "random") else [Path(self.weights)]
+
+
+@register_model("builtin", config=BuiltinModelConfig,
+                describe="segbench's own nets: " + ", ".join(sorted(ARCHS)))
 def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     if cfg.weights == "demo":
         net, meta = load_demo_weights(cfg.arch)
@@ -104,7 +133,21 @@ def import_factory(path: str) -> Any:
     return factory
 
 
-@register_model("python")
+class PythonModelConfig(ModelBase):
+    type: Literal["python"]
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    num_classes: int = Field(ge=1)
+    mean: tuple[float, float, float] = tuple(IMAGENET_MEAN)
+    std: tuple[float, float, float] = tuple(IMAGENET_STD)
+    checkpoint: SuitePath | None = None
+    inference: InferenceConfig = InferenceConfig()
+
+    def input_paths(self, dataset: str) -> list[Path]:
+        return [] if self.checkpoint is None else [self.checkpoint]
+
+
+@register_model("python", config=PythonModelConfig, check=lambda cfg: import_factory(cfg.factory))
 def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     net = import_factory(cfg.factory)(**cfg.kwargs)
     if not isinstance(net, nn.Module):

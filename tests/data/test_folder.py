@@ -202,6 +202,6 @@ def test_registered_builder(tmp_path):
     _write(tmp_path, "a")
     cfg = SimpleNamespace(name="mine", root=tmp_path, num_classes=3, ignore_index=255,
                           class_names=None)
-    dataset = DATASETS["folder"](cfg)
+    dataset = DATASETS["folder"].build(cfg)
     assert isinstance(dataset, FolderDataset)
     assert dataset.ids() == ["a"] and dataset.info.name == "mine"

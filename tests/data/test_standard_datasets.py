@@ -12,7 +12,7 @@ import segbench
 from segbench.data.ade20k import ADE20KDataset
 from segbench.data.cityscapes import CityscapesDataset
 from segbench.data.classes import VOC_PALETTE
-from segbench.data.io import write_label
+from segbench.images import write_label
 from segbench.data.pascal_voc import PascalVOCDataset
 from segbench.data.mmseg_dataset import MMSegDataset
 from segbench.errors import UserError

@@ -91,7 +91,7 @@ def test_cheap_and_pickleable():
 
 def test_registered_builder():
     cfg = SimpleNamespace(name="shapes", num_images=5, height=61, width=97, seed=4)
-    ds = DATASETS["synthetic"](cfg)
+    ds = DATASETS["synthetic"].build(cfg)
     assert isinstance(ds, SyntheticDataset)
     assert (ds.info.name, len(ds), ds.load(0).label.shape) == ("shapes", 5, (61, 97))
     assert ds.fingerprint() == SyntheticDataset(num_images=5, height=61, width=97, seed=4).fingerprint()

@@ -23,7 +23,8 @@ from segbench.metrics.boundary import BoundaryMetric, biou_width, boundary_iou_c
 from segbench.metrics.contours import (boundary_pair, class_boundaries, class_maps, compute_boundary_pair,
                                        torch_on_cpu)
 from segbench.registry import METRICS
-from segbench.suite import BoundaryOptions, MetricsConfig, parse_suite
+from segbench.metrics.boundary import BoundaryOptions
+from segbench.suite import metrics_model, parse_suite
 
 NAN = math.nan
 
@@ -439,7 +440,7 @@ def test_tolerance_in_pixels_of_the_diagonal() -> None:
 
 
 def test_suite_defaults_turn_the_groups_on_and_null_turns_them_off() -> None:
-    config = MetricsConfig()
+    config = metrics_model()()
     assert config.boundary == BoundaryOptions(tolerance=0.0075, dilation_ratio=0.02)
     assert config.distance is not None
     suite = parse_suite({"name": "s", "datasets": [{"name": "d", "type": "synthetic"}],
@@ -462,7 +463,7 @@ def test_suite_tolerance_mistake_names_the_field() -> None:
 
 
 def test_built_as_the_runner_builds_it_and_options_recorded() -> None:
-    metric = METRICS["boundary"](5, 255, "cpu", **BoundaryOptions(tolerance="2px").model_dump())
+    metric = METRICS["boundary"].state(5, 255, "cpu", **BoundaryOptions(tolerance="2px").model_dump())
     options = metric.options()
     assert options["tolerance"] == "2px" and options["tolerance_unit"] == "px"
     assert options["dilation_ratio"] == 0.02 and options["ignore_index"] == 255

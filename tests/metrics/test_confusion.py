@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segbench.metrics import MetricResult
+from segbench.metrics.base import MetricResult
 from segbench.metrics.confusion import (
     AccuracyMetric,
     accuracy_from_counts,
@@ -180,7 +180,7 @@ def test_many_classes(num_classes: int) -> None:
 
 
 def test_registered_and_options() -> None:
-    assert METRICS["accuracy"] is AccuracyMetric
+    assert METRICS["accuracy"].state is AccuracyMetric
     options = AccuracyMetric(19).options()
     assert options["num_classes"] == 19 and options["ignore_index"] == 255
     assert "rows=label" in options["confusion"]

@@ -32,7 +32,7 @@ from segbench.metrics.contours import (ClassBoundaries, boundary_pair, class_bou
 from segbench.metrics.distance import DistanceMetric, percentile_name
 from segbench.metrics.nearest import nearest_distances
 from segbench.registry import METRICS
-from segbench.suite import DistanceOptions
+from segbench.metrics.distance import DistanceOptions
 
 NAN = math.nan
 
@@ -376,7 +376,7 @@ def test_options_are_checked_and_recorded() -> None:
         DistanceMetric(3, percentile=101)
     with pytest.raises(ValueError, match="one_sided"):
         DistanceMetric(3, one_sided="zero")
-    metric = METRICS["distance"](5, 255, "cpu", **DistanceOptions(one_sided="inf").model_dump())
+    metric = METRICS["distance"].state(5, 255, "cpu", **DistanceOptions(one_sided="inf").model_dump())
     options = metric.options()
     assert options["percentile"] == 95.0 and options["one_sided"] == "inf"
     assert "HD95" in options and "inf" in options["one_sided_case"]

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from segbench.models.inference import _window_starts, segment, slide_logits, whole_logits
-from segbench.suite import InferenceConfig
+from segbench.config import InferenceConfig
 
 
 class Downsampling(nn.Module):

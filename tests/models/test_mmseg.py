@@ -18,7 +18,7 @@ from segbench.api import execute
 from segbench.errors import UserError
 from segbench.models.mmseg_adapter import (MMSegAdapter, load_checkpoint, model_index, require_mmseg,
                                            resolve_config)
-from segbench.suite import MMSegModelConfig
+from segbench.models.mmseg_adapter import MMSegModelConfig
 from segbench.data.cityscapes import CityscapesDataset
 from layouts import make_cityscapes
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segbench.data.base import DatasetInfo
+from segbench.types import DatasetInfo
 from segbench.errors import DataError, UserError
 from segbench.models.predictions import PredictionsAdapter
 from segbench.registry import MODELS
@@ -77,7 +77,7 @@ def test_builder_substitutes_the_dataset_name(tmp_path):
     _save_prediction(tmp_path / "preds" / "mine", "a", np.full((2, 2), 3))
     cfg = SimpleNamespace(name="saved", root=str(tmp_path / "preds" / "{dataset}"),
                           num_classes=None)
-    adapter = MODELS["predictions"](cfg, INFO, CPU)
+    adapter = MODELS["predictions"].build(cfg, INFO, CPU)
     assert isinstance(adapter, PredictionsAdapter)
     assert adapter.root == tmp_path / "preds" / "mine"
     assert adapter.num_classes == 4
@@ -86,7 +86,7 @@ def test_builder_substitutes_the_dataset_name(tmp_path):
 
 def test_builder_keeps_an_explicit_num_classes_and_a_path_root(tmp_path):
     cfg = SimpleNamespace(name="saved", root=tmp_path, num_classes=7)
-    adapter = MODELS["predictions"](cfg, INFO, CPU)
+    adapter = MODELS["predictions"].build(cfg, INFO, CPU)
     assert adapter.num_classes == 7 and adapter.root == tmp_path
 
 
@@ -94,6 +94,6 @@ def test_builder_rejects_a_missing_folder(tmp_path):
     template = str(tmp_path / "preds" / "{dataset}")
     cfg = SimpleNamespace(name="saved", root=template, num_classes=None)
     with pytest.raises(UserError) as caught:
-        MODELS["predictions"](cfg, INFO, CPU)
+        MODELS["predictions"].build(cfg, INFO, CPU)
     message = str(caught.value)
     assert str(tmp_path / "preds" / "mine") in message and template in message

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench.data.io import read_image, read_label, write_label
+from segbench.images import read_image, read_label, write_label
 from segbench.errors import DataError
 
 RNG = np.random.default_rng(0)

@@ -6,6 +6,7 @@ the labels of a dataset are aligned with the stored pixels.
 
 from __future__ import annotations
 
+import colorsys
 import io
 from pathlib import Path
 
@@ -106,3 +107,23 @@ def _save_atomically(image: Image.Image, path: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+# Kelly's colours of maximum contrast, without white, black and grey (grey marks ignored pixels
+# in pictures): the palette of datasets that bring none.
+DISTINCT_PALETTE = [
+    (243, 195, 0), (135, 86, 146), (243, 132, 0), (161, 202, 241), (190, 0, 50), (194, 178, 128),
+    (0, 136, 86), (230, 143, 172), (0, 103, 165), (249, 147, 121), (96, 78, 151), (246, 166, 0),
+    (179, 68, 108), (220, 211, 0), (136, 45, 23), (141, 182, 0), (101, 69, 34), (226, 88, 34),
+    (43, 61, 38),
+]
+
+
+def distinct_palette(count: int) -> list[tuple[int, int, int]]:
+    """``count`` fixed colours: Kelly's first, then hues a golden angle apart at alternating brightness."""
+    colours = DISTINCT_PALETTE[:count]
+    for i in range(count - len(colours)):
+        hue = (i * 0.381966) % 1.0
+        value = (0.95, 0.7, 0.5)[i % 3]
+        colours.append(tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, value)))
+    return colours
