@@ -46,6 +46,7 @@ class Column:
     table: Table = "summary"
     resampling: Resampling | None = None
     group: str = ""  # the metric group or other source declaring it
+    leaderboard: bool = False  # shown in leaderboards unless the user names the columns
 
     @property
     def bootstrap(self) -> bool:
@@ -72,7 +73,7 @@ class Catalogue:
             base = self._columns.get((table, name.removeprefix(PUBLISHED_PREFIX).split("_")[0]))
             if base is not None:
                 column = replace(base, name=name, meaning=f"{base.meaning}, as its source published it",
-                                 resampling=None)
+                                 resampling=None, leaderboard=False)
         return column
 
     def __iter__(self) -> Iterator[Column]:

@@ -103,10 +103,13 @@ _HEADLINE_COLUMNS = (
 
 
 def efficiency_columns() -> list[Column]:
-    columns = [Column(prefix + name, unit, direction, f"{meaning}, {scope}", group="efficiency")
+    """The leaderboard shows the end-to-end figures (latency by its median) and the parameters."""
+    columns = [Column(prefix + name, unit, direction, f"{meaning}, {scope}", group="efficiency",
+                      leaderboard=not prefix and name not in ("latency_ms_p90", "latency_ms_p99"))
                for prefix, scope in (("", "end to end"), ("model_", "the network's forward alone"))
                for name, unit, direction, meaning in _HEADLINE_COLUMNS]
-    return columns + [Column("params", "count", "lower", "parameters of the network", group="efficiency")]
+    return columns + [Column("params", "count", "lower", "parameters of the network", group="efficiency",
+                             leaderboard=True)]
 
 
 register_columns("efficiency", efficiency_columns)

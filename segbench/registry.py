@@ -163,7 +163,7 @@ def catalogue(metric_options: Mapping[str, Any] | None = None) -> Catalogue:
     recorded them in its suite. Without options, each group's defaults. Groups a run recorded but that are
     not installed here have no columns."""
     load_plugins()
-    columns = [column for declare in COLUMNS.values() for column in declare()]
+    columns = []
     for name, group in METRICS.items():
         if metric_options is None:
             options: Any = group.options()
@@ -178,4 +178,4 @@ def catalogue(metric_options: Mapping[str, Any] | None = None) -> Catalogue:
             except ValidationError:  # recorded by another version of the group: its defaults' columns
                 options = group.options()
         columns += group.columns(options)
-    return Catalogue(columns)
+    return Catalogue(columns + [column for declare in COLUMNS.values() for column in declare()])

@@ -225,7 +225,8 @@ class BoundaryOptions(Strict):
 def boundary_columns(options: BoundaryOptions) -> list[Column]:
     """BF and BIoU: fractions, higher is better; the band counts and evaluated images are counts."""
     def figure(name: str, meaning: str, table: str = "summary", resampling: Resampling | None = None) -> Column:
-        return Column(name, "fraction", "higher", meaning, table=table, resampling=resampling, group="boundary")
+        return Column(name, "fraction", "higher", meaning, table=table, resampling=resampling, group="boundary",
+                      leaderboard=(name, table) == ("mBF", "summary"))
 
     def count(name: str, meaning: str, table: str) -> Column:
         return Column(name, "count", "neither", meaning, table=table, group="boundary")

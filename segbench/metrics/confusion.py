@@ -133,22 +133,23 @@ class AccuracyOptions(Strict):
 
 COUNT_COLUMNS = ("area_intersect", "area_union", "area_pred_label", "area_label")
 _SUMMARY = (
+    ("mIoU", "mean over classes of IoU from the dataset's summed confusion matrix"),
     ("aAcc", "labelled pixels predicted right, over the dataset"),
     ("mAcc", "mean over classes of per-class accuracy (recall)"),
-    ("mIoU", "mean over classes of IoU from the dataset's summed confusion matrix"),
     ("fwIoU", "IoU weighted by each class's share of labelled pixels"),
     ("mDice", "mean over classes of Dice (F1)"),
     ("mPrecision", "mean over classes of precision"),
     ("mRecall", "mean over classes of recall"),
 )
 _BOOTSTRAPPED = ("aAcc", "mAcc", "mIoU", "mDice")
+_LEADERBOARD = ("mIoU", "aAcc", "mAcc")
 _PER_CLASS = (("IoU", "intersection over union"), ("Acc", "accuracy (recall)"), ("Dice", "Dice (F1)"),
               ("Precision", "precision"), ("Recall", "recall"))
 
 
 def accuracy_columns(options: AccuracyOptions) -> list[Column]:
     """The accuracy group's figures: fractions, higher is better; the per-image counts are counts."""
-    summary = [Column(name, "fraction", "higher", meaning, group="accuracy",
+    summary = [Column(name, "fraction", "higher", meaning, group="accuracy", leaderboard=name in _LEADERBOARD,
                       resampling=Resampling("counts", COUNT_COLUMNS, name) if name in _BOOTSTRAPPED else None)
                for name, meaning in _SUMMARY]
     per_class = [Column(name, "fraction", "higher", meaning, table="per_class", group="accuracy")

@@ -98,7 +98,8 @@ def distance_columns(options: DistanceOptions) -> list[Column]:
 
     def distance(column: str, meaning: str, table: str = "summary", image_mean: str = "") -> Column:
         return Column(column, "px", "lower", meaning, table=table, group="distance",
-                      resampling=Resampling("image_mean", (image_mean,)) if image_mean else None)
+                      resampling=Resampling("image_mean", (image_mean,)) if image_mean else None,
+                      leaderboard=(column, table) == (f"m{name}", "summary"))
 
     hd = "Hausdorff distance between the class's boundaries"
     robust = f"{options.percentile:g}th-percentile Hausdorff distance"
