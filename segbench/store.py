@@ -60,6 +60,7 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
+        self._tables: dict[str, dict[str, Any]] = {}  # complete cells' rows, read from disk at most once
 
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
@@ -126,6 +127,7 @@ class RunStore:
 
     def remove_cell(self, cell_id: str) -> None:
         """Drop a cell's stale result: a cell about to be redone has no figures until it succeeds."""
+        self._tables.pop(cell_id, None)
         shutil.rmtree(self.cells_dir / cell_id, ignore_errors=True)
 
     def cell_record(self, cell_id: str) -> dict[str, Any] | None:
@@ -148,12 +150,15 @@ class RunStore:
                 output.efficiency.to_parquet(tmp / "efficiency.parquet", index=False)
             if output.predictions is not None:
                 shutil.move(output.predictions, tmp / PREDICTIONS)
+            summary = json.loads(json.dumps(output.summary, default=str))  # as cell.json keeps it
             (tmp / "cell.json").write_text(json.dumps(
-                {**output.record, "summary": output.summary}, indent=2, default=str) + "\n")
+                {**output.record, "summary": summary}, indent=2, default=str) + "\n")
             final = self.cells_dir / cell_id
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            self._tables[cell_id] = {"summary": summary, "per_class": output.per_class,
+                                     "per_image": output.per_image, "efficiency": output.efficiency}
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             if output.predictions is not None:
@@ -164,26 +169,49 @@ class RunStore:
         """The saved predictions of a complete cell (when its suite had ``save_predictions``)."""
         return self.cells_dir / cell_id / PREDICTIONS
 
+    def _cell_tables(self, cell_id: str) -> dict[str, Any] | None:
+        """A complete cell's rows: kept from ``write_cell``, or read from its folder once."""
+        if cell_id not in self._tables:
+            record = self.cell_record(cell_id)
+            if record is None:
+                return None
+            folder = self.cells_dir / cell_id
+            efficiency = folder / "efficiency.parquet"
+            self._tables[cell_id] = {
+                "summary": record["summary"],
+                **{name: pd.read_parquet(folder / f"{name}.parquet") for name in ("per_class", "per_image")},
+                "efficiency": pd.read_parquet(efficiency) if efficiency.is_file() else None}
+        return self._tables[cell_id]
+
     def write_tables(self, cell_ids: list[str]) -> None:
-        """Rebuild the run-level tables from the complete cells among ``cell_ids``."""
-        records = {cid: record for cid in cell_ids if (record := self.cell_record(cid)) is not None}
-        complete = list(records)
-        summary = pd.DataFrame([record["summary"] for record in records.values()])
+        """Write the run-level tables of the complete cells among ``cell_ids``.
+
+        Each cell's rows are read from disk at most once per store (those this
+        store wrote, never), so writing after each cell costs no reads of the
+        earlier cells' files.
+        """
+        cells = [tables for cid in cell_ids if (tables := self._cell_tables(cid)) is not None]
+        summary = pd.DataFrame([cell["summary"] for cell in cells])
         atomic_write_table(self.root / "summary.parquet", summary)
         atomic_write_table(self.root / "summary.csv", summary)
         for name in ("per_class", "per_image"):
-            frames = [pd.read_parquet(self.cells_dir / cid / f"{name}.parquet") for cid in complete]
-            table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            atomic_write_table(self.root / f"{name}.parquet", table)
-        efficiency = [pd.read_parquet(path) for cid in complete
-                      if (path := self.cells_dir / cid / "efficiency.parquet").is_file()]
+            frames = [cell[name] for cell in cells]
+            atomic_write_table(self.root / f"{name}.parquet",
+                               pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+        efficiency = [cell["efficiency"] for cell in cells if cell["efficiency"] is not None]
         if efficiency:
             atomic_write_table(self.root / "efficiency.parquet", pd.concat(efficiency, ignore_index=True))
+        else:  # the cells that had figures were redone without them, or are gone
+            (self.root / "efficiency.parquet").unlink(missing_ok=True)
 
 
 @dataclass
 class RunResults:
-    """A run folder loaded back: the manifest and the tables as DataFrames."""
+    """A run folder loaded back: the manifest and the tables as DataFrames.
+
+    The store knows no reports: ``segbench.load`` returns :class:`segbench.api.Results`,
+    this with ``leaderboard``, ``per_class_table`` and ``compare``.
+    """
 
     root: Path
     manifest: dict[str, Any]
@@ -191,22 +219,6 @@ class RunResults:
     per_class: pd.DataFrame
     per_image: pd.DataFrame
     efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def leaderboard(self, metrics: list[str] | None = None, *, sort: str = "mIoU", ci: bool = False,
-                    resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """One row per model, columns (dataset, metric), fractions as stored; see ``report.leaderboard``."""
-        from segbench.report import leaderboard
-        return leaderboard(self, metrics, sort=sort, ci=ci, resamples=resamples, seed=seed)
-
-    def per_class_table(self, metric: str = "IoU") -> pd.DataFrame:
-        """Rows (dataset, class_id, class_name), a column per model (``per_class`` is the long table)."""
-        from segbench.report import per_class_table
-        return per_class_table(self, metric)
-
-    def compare(self, other: RunResults, **limits: Any) -> pd.DataFrame:
-        """``other`` checked against this run as the baseline: ``check.check(self, other, **limits).table``."""
-        from segbench.check import check
-        return check(self, other, **limits).table
 
 
 def load(run_dir: str | Path) -> RunResults:

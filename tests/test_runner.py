@@ -335,3 +335,28 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, nets):
     error = outcome.errors["pw__shapes"]
     assert "\n" not in error
     assert error.startswith(f"UserError: {checkpoint}: checkpoint does not fit the model: size mismatch for weight")
+
+
+def test_writing_the_tables_after_a_cell_reads_no_earlier_cell(tmp_path, nets, monkeypatch):
+    """200 cells: the run's bookkeeping must not grow with the square of its cells (parquet reads counted)."""
+    import pandas as pd
+
+    reads = []
+    original = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: reads.append(path) or original(path, *a, **k))
+    models = [{**POINTWISE, "name": f"m{i}"} for i in range(20)]
+    datasets = [{"name": f"d{i}", "type": "synthetic", "num_images": 1, "height": 8, "width": 8, "seed": i}
+                for i in range(10)]
+    suite = suite_dict(models, datasets, metrics={"boundary": None, "distance": None})
+    run_dir = tmp_path / "run"
+    assert execute(suite, run_dir=run_dir).ok
+    assert reads == []
+    tables = segbench.load(run_dir)
+    assert len(tables.summary) == 200 and len(tables.per_image) == 200 and len(tables.per_class) == 1200
+
+    reads.clear()  # a resume that redoes one cell reads each complete cell's two tables once
+    suite["models"][0] = {**POINTWISE, "name": "m0", "inference": {"flip": True}}
+    outcome = execute(suite, run_dir=run_dir)
+    assert sum(status == "complete" for status in outcome.statuses.values()) == 10
+    assert len(reads) == 2 * 190
+    assert len(segbench.load(run_dir).summary) == 200
