@@ -257,8 +257,8 @@ def _add_efficiency(output: CellOutput, cell: Cell, adapter: ModelAdapter, datas
     if key not in profiled:
         rows = Profiler(cell.efficiency, device).profile(adapter, image)
         profiled[key] = (cell.id, rows)
-        output.efficiency = pd.DataFrame([{"model": cell.model.name, "dataset": cell.dataset.name, **row}
-                                          for row in rows])
+        output.tables["efficiency"] = pd.DataFrame([{"model": cell.model.name, "dataset": cell.dataset.name,
+                                                     **row} for row in rows])
     measured_in, rows = profiled[key]
     output.summary |= headline(rows, cell.efficiency)
     output.record |= {"efficiency_measured_in": measured_in,
@@ -273,6 +273,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
     per_class = pd.DataFrame({**keys, "class_id": range(info.num_classes),
                               "class_name": info.class_names})
     per_image = pd.DataFrame({**keys, "image_id": dataset.ids()})
+    tables = {}
     for metric in metrics.values():
         result = metric.compute()
         summary |= result.summary
@@ -280,6 +281,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
             per_class[column] = values
         rows = pd.DataFrame(result.per_image)
         per_image = per_image.merge(rows, on="image_id", how="left")
+        tables |= {name: pd.DataFrame({**keys, **columns}) for name, columns in result.tables.items()}
     per_image["invalid_label_pixels"] = per_image["image_id"].map(invalid).fillna(0).astype("int64")
     summary |= {"num_images": len(dataset), "invalid_label_pixels": int(sum(invalid.values())),
                 "trained": provenance.get("trained"), "eval_seconds": seconds}
@@ -289,7 +291,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
               "dataset_fingerprint": dataset.fingerprint(), "provenance": provenance,
               "metric_options": {name: m.options() for name, m in metrics.items()},
               "finished": _now(), "eval_seconds": seconds}
-    return CellOutput(record, summary, per_class, per_image)
+    return CellOutput(record, summary, per_class, per_image, tables)
 
 
 def _is_done(store: RunStore, cell: Cell, fingerprint: str, inputs: str | None, device: torch.device) -> bool:

@@ -27,7 +27,9 @@ from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-TABLES = ("summary", "per_class", "per_image", "efficiency")
+ROW_TABLES = ("per_class", "per_image")  # every complete cell has them
+EXTRA_TABLES = ("efficiency", "confusion")  # a cell has them when it measured or computed them
+TABLES = ("summary", *ROW_TABLES, *EXTRA_TABLES)
 PREDICTIONS = "predictions"
 
 
@@ -50,7 +52,7 @@ class CellOutput:
     summary: dict[str, Any]
     per_class: pd.DataFrame
     per_image: pd.DataFrame
-    efficiency: pd.DataFrame | None = None  # rows of the profiling pass, when this cell ran it
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # EXTRA_TABLES' rows this cell has
     predictions: Path | None = None  # a staging folder of prediction PNGs, moved to cells/<id>/predictions
 
 
@@ -146,8 +148,8 @@ class RunStore:
         try:
             output.per_class.to_parquet(tmp / "per_class.parquet", index=False)
             output.per_image.to_parquet(tmp / "per_image.parquet", index=False)
-            if output.efficiency is not None:
-                output.efficiency.to_parquet(tmp / "efficiency.parquet", index=False)
+            for name, frame in output.tables.items():
+                frame.to_parquet(tmp / f"{name}.parquet", index=False)
             if output.predictions is not None:
                 shutil.move(output.predictions, tmp / PREDICTIONS)
             summary = json.loads(json.dumps(output.summary, default=str))  # as cell.json keeps it
@@ -158,7 +160,7 @@ class RunStore:
                 shutil.rmtree(final)
             os.replace(tmp, final)
             self._tables[cell_id] = {"summary": summary, "per_class": output.per_class,
-                                     "per_image": output.per_image, "efficiency": output.efficiency}
+                                     "per_image": output.per_image, **output.tables}
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             if output.predictions is not None:
@@ -176,11 +178,9 @@ class RunStore:
             if record is None:
                 return None
             folder = self.cells_dir / cell_id
-            efficiency = folder / "efficiency.parquet"
-            self._tables[cell_id] = {
-                "summary": record["summary"],
-                **{name: pd.read_parquet(folder / f"{name}.parquet") for name in ("per_class", "per_image")},
-                "efficiency": pd.read_parquet(efficiency) if efficiency.is_file() else None}
+            self._tables[cell_id] = {"summary": record["summary"], **{
+                name: pd.read_parquet(folder / f"{name}.parquet") for name in ROW_TABLES + EXTRA_TABLES
+                if name in ROW_TABLES or (folder / f"{name}.parquet").is_file()}}
         return self._tables[cell_id]
 
     def write_tables(self, cell_ids: list[str]) -> None:
@@ -194,15 +194,16 @@ class RunStore:
         summary = pd.DataFrame([cell["summary"] for cell in cells])
         atomic_write_table(self.root / "summary.parquet", summary)
         atomic_write_table(self.root / "summary.csv", summary)
-        for name in ("per_class", "per_image"):
+        for name in ROW_TABLES:
             frames = [cell[name] for cell in cells]
             atomic_write_table(self.root / f"{name}.parquet",
                                pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
-        efficiency = [cell["efficiency"] for cell in cells if cell["efficiency"] is not None]
-        if efficiency:
-            atomic_write_table(self.root / "efficiency.parquet", pd.concat(efficiency, ignore_index=True))
-        else:  # the cells that had figures were redone without them, or are gone
-            (self.root / "efficiency.parquet").unlink(missing_ok=True)
+        for name in EXTRA_TABLES:
+            frames = [cell[name] for cell in cells if name in cell]
+            if frames:
+                atomic_write_table(self.root / f"{name}.parquet", pd.concat(frames, ignore_index=True))
+            else:  # the cells that had rows were redone without them, or are gone
+                (self.root / f"{name}.parquet").unlink(missing_ok=True)
 
 
 @dataclass
@@ -219,6 +220,8 @@ class RunResults:
     per_class: pd.DataFrame
     per_image: pd.DataFrame
     efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
+    confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """One row per (model, dataset, label class, predicted class) with pixels > 0, ignore pixels excluded."""
 
 
 def load(run_dir: str | Path) -> RunResults:

@@ -96,7 +96,7 @@ def test_two_ranks_give_the_single_process_results_column_for_column(tmp_path, n
     assert two.manifest["world_size"] == 2 and one.manifest["world_size"] == 1
     for _, images in two.per_image.groupby("model"):  # each image once, in dataset order
         assert list(images["image_id"]) == [f"synth_{i:05d}" for i in range(7)]
-    for name in ("summary", "per_class", "per_image"):
+    for name in ("summary", "per_class", "per_image", "confusion"):
         ours, theirs = getattr(two, name), getattr(one, name)
         columns = [c for c in theirs.columns if c not in TIMING]
         assert list(ours.columns) == list(theirs.columns)

@@ -354,9 +354,36 @@ def test_writing_the_tables_after_a_cell_reads_no_earlier_cell(tmp_path, nets, m
     tables = segbench.load(run_dir)
     assert len(tables.summary) == 200 and len(tables.per_image) == 200 and len(tables.per_class) == 1200
 
-    reads.clear()  # a resume that redoes one cell reads each complete cell's two tables once
+    reads.clear()  # a resume that redoes one cell reads each complete cell's tables once
     suite["models"][0] = {**POINTWISE, "name": "m0", "inference": {"flip": True}}
     outcome = execute(suite, run_dir=run_dir)
     assert sum(status == "complete" for status in outcome.statuses.values()) == 10
-    assert len(reads) == 2 * 190
+    assert len(reads) == 3 * 190  # per_class, per_image, confusion
     assert len(segbench.load(run_dir).summary) == 200
+
+
+def test_confusion_table_is_the_literal_matrix_without_ignore_pixels(tmp_path, folder_data):
+    label_b = np.array(Image.open(folder_data / "labels" / "b.png"))
+    label_b[0, :4] = 255
+    write_label(folder_data / "labels" / "b.png", label_b)
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    rng = np.random.default_rng(3)
+    predictions = {stem: rng.integers(0, 3, (6, 8)).astype(np.uint8) for stem in ("a", "b")}
+    for stem, pred in predictions.items():
+        write_label(preds / f"{stem}.png", pred)
+    results = segbench.load(segbench.run(folder_suite(folder_data, preds), run_dir=tmp_path / "run"))
+
+    literal = np.zeros((3, 3), dtype=np.int64)
+    for stem, pred in predictions.items():
+        label = np.array(Image.open(folder_data / "labels" / f"{stem}.png"))
+        for y, x in np.ndindex(label.shape):
+            if label[y, x] != 255:
+                literal[label[y, x], pred[y, x]] += 1
+    table = results.confusion
+    assert list(table.columns) == ["model", "dataset", "label_class_id", "predicted_class_id", "pixels"]
+    assert (table["pixels"] > 0).all() and set(table["model"]) == {"saved"} and set(table["dataset"]) == {"mine"}
+    matrix = np.zeros((3, 3), dtype=np.int64)
+    matrix[table["label_class_id"], table["predicted_class_id"]] = table["pixels"]
+    assert (matrix == literal).all() and matrix.sum() == 2 * 48 - 4
+    assert (matrix.sum(axis=1) == results.per_class["area_label"].to_numpy()).all()

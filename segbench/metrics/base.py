@@ -10,11 +10,16 @@ import numpy as np
 
 @dataclass
 class MetricResult:
-    """Dataset-level figures, one array of K per per-class figure, one dict per image."""
+    """Dataset-level figures, one array of K per per-class figure, one dict per image, and run-level tables.
+
+    ``tables``: a table of the run's (a name of ``segbench.store.EXTRA_TABLES``)
+    as columns of equal length; the runner adds the model and dataset columns.
+    """
 
     summary: dict[str, float]
     per_class: dict[str, np.ndarray]
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 class RecordState:

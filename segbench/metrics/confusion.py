@@ -55,6 +55,15 @@ def counts_from_confusion(confusion: Tensor) -> dict[str, Tensor]:
     }
 
 
+def confusion_rows(confusion: Tensor) -> dict[str, np.ndarray]:
+    """The non-zero cells of a confusion matrix (rows label, columns prediction) as the columns of
+    ``confusion.parquet``."""
+    matrix = confusion.numpy()
+    label, predicted = np.nonzero(matrix)
+    return {"label_class_id": label.astype(np.int64), "predicted_class_id": predicted.astype(np.int64),
+            "pixels": matrix[label, predicted].astype(np.int64)}
+
+
 def _int_array(counts: Counts) -> np.ndarray:
     if isinstance(counts, Tensor):
         counts = counts.cpu().numpy()
@@ -201,8 +210,9 @@ class AccuracyMetric:
         self.records.extend(other.records)
 
     def compute(self) -> MetricResult:
-        summary, per_class = accuracy_from_counts(**counts_from_confusion(self.confusion.cpu()))
-        return MetricResult(summary, per_class, list(self.records))
+        confusion = self.confusion.cpu()
+        summary, per_class = accuracy_from_counts(**counts_from_confusion(confusion))
+        return MetricResult(summary, per_class, list(self.records), {"confusion": confusion_rows(confusion)})
 
     def options(self) -> dict[str, Any]:
         return {
