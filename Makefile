@@ -38,9 +38,11 @@ install: $(VENV)/.dev
 demo: install-core
 	$(BIN)/segbench run suites/demo.yaml
 
+# The import contracts (pyproject.toml, [tool.importlinter]) first, then pytest.
 # After pytest, a fresh CPU run of the demo suite is checked against the committed baseline
 # (README, "Reports and regression checks").
 test: install
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python -m pytest -q
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(BIN)/segbench run suites/demo.yaml --device cpu --run-dir "$$tmp/demo" > /dev/null && \

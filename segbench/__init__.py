@@ -13,6 +13,6 @@ def __getattr__(name: str) -> Any:
         from segbench.api import run
         return run
     if name == "load":
-        from segbench.store import load
+        from segbench.api import load
         return load
     raise AttributeError(f"module 'segbench' has no attribute {name!r}")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from segbench import report
+from segbench.check import check as check_runs
 from segbench.runner import Reporter, RunOutcome, new_run_id, run_suite
+from segbench.store import RunResults
+from segbench.store import load as load_run
 from segbench.suite import Suite, parse_suite, read_suite
 
 
@@ -39,3 +46,29 @@ def run(suite: str | Path | dict | Suite, *, run_dir: str | Path | None = None,
     Failed cells are recorded in the manifest (``status: failed``), as the CLI does.
     """
     return execute(suite, run_dir=run_dir, out=out, device=device, resume=resume).run_dir
+
+
+class Results(RunResults):
+    """A run folder loaded back (:class:`segbench.store.RunResults`), with the report's views of it.
+
+    Defined here, above the reports and checks, because the store knows no reports.
+    """
+
+    def leaderboard(self, metrics: list[str] | None = None, *, sort: str = "mIoU", ci: bool = False,
+                    resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """One row per model, columns (dataset, metric), fractions as stored; see ``report.leaderboard``."""
+        return report.leaderboard(self, metrics, sort=sort, ci=ci, resamples=resamples, seed=seed)
+
+    def per_class_table(self, metric: str = "IoU") -> pd.DataFrame:
+        """Rows (dataset, class_id, class_name), a column per model (``per_class`` is the long table)."""
+        return report.per_class_table(self, metric)
+
+    def compare(self, other: RunResults, **limits: Any) -> pd.DataFrame:
+        """``other`` checked against this run as the baseline: ``check.check(self, other, **limits).table``."""
+        return check_runs(self, other, **limits).table
+
+
+def load(run_dir: str | Path) -> Results:
+    """Read a run folder's manifest and tables (:func:`segbench.store.load`)."""
+    stored = load_run(run_dir)
+    return Results(**{f.name: getattr(stored, f.name) for f in fields(stored)})

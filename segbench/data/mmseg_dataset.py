@@ -16,13 +16,12 @@ from segbench.data.base import Sample, SegDataset
 from segbench.data.files import pair_part
 from segbench.images import read_image
 from segbench.errors import DataError, UserError
+from segbench.mmseg_support import mim_root, require_mmseg
 from segbench.registry import register_dataset
 
 
 def resolve_dataset_config(config: str) -> Path:
     """A dataset config file: a path, or a name under mmseg's packaged configs/_base_/datasets/."""
-    from segbench.models.mmseg_adapter import mim_root
-
     if config.endswith(".py") or "/" in config:
         path = Path(config)
     else:
@@ -38,7 +37,6 @@ class MMSegDataset(SegDataset):
     """The ``test_dataloader`` dataset of an mmseg config, with its ``data_root`` replaced."""
 
     def __init__(self, name: str, config: str, root: Path) -> None:
-        from segbench.models.mmseg_adapter import require_mmseg
         require_mmseg()
         from mmengine.config import Config
         from mmengine.registry import init_default_scope

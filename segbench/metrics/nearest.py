@@ -20,11 +20,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numba
 import numpy as np
 
-from segbench.metrics.contours import ClassBoundaries
+
+class Boundaries(Protocol):
+    """Boundary pixels by class, as numpy arrays: what :class:`segbench.metrics.contours.ClassBoundaries` holds.
+
+    Declared here, not imported, so that this module, below ``contours``, knows nothing above it.
+    """
+
+    @property
+    def rows(self) -> np.ndarray: ...      # (n,)
+    @property
+    def cols(self) -> np.ndarray: ...      # (n,)
+    @property
+    def classes(self) -> np.ndarray: ...   # (n,), non-decreasing
+    @property
+    def starts(self) -> np.ndarray: ...    # (K + 1,): class c's pixels are [starts[c], starts[c + 1])
 
 
 def _compiled(function: Callable) -> Callable:
@@ -35,7 +50,7 @@ def _compiled(function: Callable) -> Callable:
         return numba.njit(nogil=True)(function)
 
 
-def nearest_distances(source: ClassBoundaries, target: ClassBoundaries) -> np.ndarray:
+def nearest_distances(source: Boundaries, target: Boundaries) -> np.ndarray:
     """float64, aligned with ``source``'s pixels: the exact distance from each to the nearest pixel of its
     class in ``target`` (numpy arrays, :meth:`ClassBoundaries.numpy`); inf where ``target`` lacks the class.
     """

@@ -24,27 +24,8 @@ from segbench.errors import UserError
 from segbench.models.base import ModelAdapter, require_finite
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_error
+from segbench.mmseg_support import mim_root, require_mmseg  # also imported from here (cli, tests)
 from segbench.registry import register_model
-
-INSTALL_HINT = ("model type 'mmseg' needs mmsegmentation 1.2.2, mmengine 0.10.7 and mmcv 2.1.0 "
-                "built with its ops: run `make install` in the segbench checkout (it builds mmcv, "
-                "10-15 minutes the first time), or see the README section 'Installing mmsegmentation'")
-
-
-def require_mmseg() -> None:
-    """A UserError saying how to install mmseg, before any work, when it is missing or broken."""
-    try:
-        import mmcv.ops  # noqa: F401  (mmcv-lite lacks the compiled ops mmseg.models needs)
-        import mmengine  # noqa: F401
-        import mmseg.models  # noqa: F401
-    except ImportError as error:
-        raise UserError(f"{INSTALL_HINT} ({type(error).__name__}: {error})") from None
-
-
-def mim_root() -> Path:
-    import mmseg
-    return Path(mmseg.__file__).parent / ".mim"
-
 
 @functools.cache
 def model_index() -> dict[str, dict[str, Any]]:
