@@ -38,6 +38,8 @@ BUILTIN_MODULES = (
     "segbench.data.synthetic", "segbench.data.folder", "segbench.data.cityscapes", "segbench.data.ade20k",
     "segbench.data.pascal_voc", "segbench.data.mmseg_dataset",
     "segbench.models.torch_adapter", "segbench.models.predictions", "segbench.models.mmseg_adapter",
+    "segbench.models.exported",
+    "segbench.models.hf_adapter",
     "segbench.metrics.confusion", "segbench.metrics.boundary", "segbench.metrics.distance",
     "segbench.profiling", "segbench.runner",
 )

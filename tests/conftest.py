@@ -81,6 +81,58 @@ class NonFinite(nn.Module):
 
 def non_finite(num_classes, value):
     return NonFinite(num_classes, value)
+
+
+class SmallConvNet(nn.Module):
+    """A few convolutions, output stride 2: what tests export to ONNX, TorchScript and torch.export."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, 8, kernel_size=3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(8, num_classes, kernel_size=1))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def small_convnet(num_classes):
+    """Seeded, in eval mode, with running statistics that make a forward in train mode disagree, and no
+    bias in the last layer: several classes win on the synthetic images."""
+    torch.manual_seed(0)
+    net = SmallConvNet(num_classes).eval()
+    net.layers[1].running_mean.uniform_(-1.0, 1.0)
+    net.layers[1].running_var.uniform_(0.5, 2.0)
+    nn.init.zeros_(net.layers[-1].bias)
+    return net
+
+
+class Output:
+    """What transformers returns, reduced to the point: the logits as an attribute."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class Wrapped(nn.Module):
+    """The pointwise net's logits returned the way ``kind`` says (out, logits, tuple, list, attribute), or not
+    at all (string, masks)."""
+
+    def __init__(self, num_classes, kind):
+        super().__init__()
+        self.inner = pointwise(num_classes)
+        self.kind = kind
+
+    def forward(self, x):
+        logits = self.inner(x)
+        return {"out": {"out": logits, "aux": -logits}, "logits": {"logits": logits},
+                "tuple": (logits, -logits), "list": [logits], "attribute": Output(logits),
+                "string": "logits", "masks": {"masks": logits}}[self.kind]
+
+
+def wrapped(num_classes, kind):
+    return Wrapped(num_classes, kind)
 '''
 
 
@@ -122,10 +174,14 @@ class FakeRuns:
 
     @staticmethod
     def write(root: Path, cells: dict, *, bf: dict | None = None, extra: dict | None = None,
-              options: dict | None = None, finished: str = "2025-01-01T00:00:00+00:00",
-              suite_name: str = "fake", class_names: list | None = None) -> Path:
+              image_values: dict | None = None, options: dict | None = None, suite_metrics: dict | None = None,
+              finished: str = "2025-01-01T00:00:00+00:00", suite_name: str = "fake",
+              class_names: list | None = None) -> Path:
         """cells: {(model, dataset): [KxK confusion per image]}; bf: {(model, dataset): (images, K) array
-        with NaN where not evaluated}; extra: {(model, dataset): {summary column: value}}."""
+        with NaN where not evaluated}; extra: {(model, dataset): {summary column: value}}; image_values:
+        {(model, dataset): {per-image column: one value (or per-class list) per image}}; options: each
+        cell's metric options; suite_metrics: the manifest's ``suite_resolved.metrics`` (default: ``{}``
+        for each group of ``options``)."""
         import json
 
         import numpy as np
@@ -154,6 +210,8 @@ class FakeRuns:
                 rows["BF"] = class_bf
                 images["BF"] = [row.tolist() for row in values]
             summary |= (extra or {}).get((model, dataset), {})
+            for column, values in (image_values or {}).get((model, dataset), {}).items():
+                images[column] = [np.asarray(v).tolist() for v in values]
             summaries.append(summary)
             per_class.append(rows)
             per_image.append(images)
@@ -171,7 +229,7 @@ class FakeRuns:
         pd.concat(per_class, ignore_index=True).to_parquet(root / "per_class.parquet")
         pd.concat(per_image, ignore_index=True).to_parquet(root / "per_image.parquet")
         manifest = {"suite_name": suite_name, "run_id": root.name, "created": finished, "updated": finished,
-                    "suite_resolved": {"metrics": {key: {} for key in (options or {"accuracy": {}})}},
+                    "suite_resolved": {"metrics": suite_metrics or {key: {} for key in options or {"accuracy": {}}}},
                     "cells": manifest_cells}
         (root / "manifest.json").write_text(json.dumps(manifest))
         return root

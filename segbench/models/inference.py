@@ -4,15 +4,25 @@ Conventions follow mmsegmentation's EncoderDecoder and SegTTAModel: logits are
 resized bilinearly (align_corners=False) to the input size; overlapping
 sliding-window logits are averaged; test-time augmentation averages the
 softmax of each augmented view at the original size.
+
+A net may return its logits as a tensor, or inside what frameworks return
+(:func:`logits_of`): a dict or a transformers output, a tuple or a list.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from segbench.config import InferenceConfig
+from segbench.errors import UserError
+
+LOGITS_KEYS = ("logits", "out")
+"""Where a dict or a transformers-like output holds the logits (torchvision's segmentation models: ``out``)."""
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -21,8 +31,37 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _described(value: Any) -> str:
+    """What a net returned, in words: its type, a dict's keys, a tensor's shape."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} with keys {list(value)}"
+    if isinstance(value, (tuple, list)) and value:
+        return f"a {type(value).__name__} whose first element is {_described(value[0])}"
+    return f"a {type(value).__name__}"
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The N x K x H x W logits in what a net returned: the tensor itself; the ``logits`` (or ``out``) entry
+    of a dict or a transformers-like output (an attribute of other objects); a tuple's or list's first
+    element. Anything else is a UserError saying what was returned."""
+    if isinstance(output, Mapping):
+        found = next((output[key] for key in LOGITS_KEYS if key in output), None)
+    elif isinstance(output, (tuple, list)):
+        found = output[0] if output else None
+    elif isinstance(output, torch.Tensor):
+        found = output
+    else:
+        found = next((getattr(output, key) for key in LOGITS_KEYS if hasattr(output, key)), None)
+    if isinstance(found, torch.Tensor) and found.dim() == 4:
+        return found
+    raise UserError(f"the model returned {_described(output)}; expected a tensor N x K x H x W, or a dict or "
+                    f"output with `logits` or `out`, or a tuple or list whose first element is the logits")
+
+
 def whole_logits(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    return _resize(net(batch), batch.shape[-2:])
+    return _resize(logits_of(net(batch)), batch.shape[-2:])
 
 
 def _window_starts(length: int, crop: int, stride: int) -> list[int]:

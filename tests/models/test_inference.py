@@ -1,7 +1,13 @@
+from collections import OrderedDict
+
+import pytest
 import torch
 from torch import nn
 
-from segbench.models.inference import _window_starts, segment, slide_logits, whole_logits
+import segbench
+from segbench.api import execute
+from segbench.errors import UserError
+from segbench.models.inference import _window_starts, logits_of, segment, slide_logits, whole_logits
 from segbench.config import InferenceConfig
 
 
@@ -74,3 +80,63 @@ def test_multiscale_returns_scores_at_input_size():
     scores = segment(Downsampling(), batch, InferenceConfig(scales=[0.5, 1.0, 1.5], flip=True))
     assert scores.shape == (2, 4, 16, 24)
     assert torch.allclose(scores.sum(1), torch.ones(2, 16, 24), atol=1e-5)
+
+
+# ---------------------------------------------------------------- what a net returns (point 3)
+
+def test_logits_are_read_from_dicts_outputs_tuples_and_lists():
+    class Output:  # a transformers-like output that is no dict
+        def __init__(self, logits):
+            self.logits = logits
+
+    logits = torch.randn(2, 4, 5, 6)
+    for output in (logits, {"logits": logits}, {"out": logits, "aux": -logits}, OrderedDict(logits=logits),
+                   (logits, -logits), [logits], Output(logits)):
+        assert logits_of(output) is logits
+
+
+@pytest.mark.parametrize("output, described", [
+    ("logits", "a str"),
+    ({"masks": torch.zeros(1, 2, 3, 3)}, "a dict with keys ['masks']"),
+    ((), "a tuple"),
+    (("logits", 1), "a tuple whose first element is a str"),
+    (torch.zeros(2, 5, 6), "a tensor of shape (2, 5, 6)"),
+])
+def test_anything_else_is_one_error_saying_what_was_returned(output, described):
+    with pytest.raises(UserError) as info:
+        logits_of(output)
+    assert str(info.value).startswith(f"the model returned {described}; expected a tensor N x K x H x W, "
+                                      "or a dict or output with `logits` or `out`")
+
+
+def _suite(models):
+    return {"name": "t", "device": "cpu", "batch_size": 2, "num_workers": 0, "models": models,
+            "datasets": [{"name": "shapes", "type": "synthetic", "num_images": 3, "height": 24, "width": 40}]}
+
+
+def test_python_models_returning_dicts_outputs_and_tuples_predict_as_the_plain_one(tmp_path, nets):
+    def wrapped(kind):
+        return {"name": kind, "type": "python", "factory": "tiny_nets:wrapped",
+                "kwargs": {"num_classes": 6, "kind": kind}, "num_classes": 6}
+
+    kinds = ["out", "logits", "tuple", "list", "attribute"]
+    plain = {"name": "plain", "type": "python", "factory": "tiny_nets:pointwise", "kwargs": {"num_classes": 6},
+             "num_classes": 6}
+    flipped = {"inference": {"flip": True}}
+    models = ([plain, {**plain, "name": "plain_flip", **flipped}] + [wrapped(kind) for kind in kinds]
+              + [{**wrapped("out"), "name": "out_flip", **flipped}])
+    assert execute(_suite(models), run_dir=tmp_path / "run").ok
+    per_image = segbench.load(tmp_path / "run").per_image.set_index(["model", "image_id"])
+    for name, reference in [(kind, "plain") for kind in kinds] + [("out_flip", "plain_flip")]:
+        for column in ("area_intersect", "area_pred_label"):
+            assert (per_image.loc[name, column].map(list).tolist()
+                    == per_image.loc[reference, column].map(list).tolist()), name
+
+
+@pytest.mark.parametrize("kind, described", [("string", "a str"), ("masks", "a dict with keys ['masks']")])
+def test_a_python_model_returning_something_else_fails_its_cell_in_one_line(tmp_path, nets, kind, described):
+    model = {"name": "odd", "type": "python", "factory": "tiny_nets:wrapped",
+             "kwargs": {"num_classes": 6, "kind": kind}, "num_classes": 6}
+    error = execute(_suite([model]), run_dir=tmp_path / "run").errors["odd__shapes"]
+    assert error.startswith(f"UserError: the model returned {described}; expected a tensor N x K x H x W")
+    assert "\n" not in error
