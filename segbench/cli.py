@@ -5,14 +5,13 @@ Exit codes: 0 success, 1 some cell failed (or a regression), 2 a usage or suite 
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,10 +24,6 @@ app = typer.Typer(help="Benchmark and evaluate semantic segmentation models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out_console = Console()
 err_console = Console(stderr=True)
-
-# Fractions shown as percentages, then distances in pixels.
-LEADERBOARD_PERCENT = ("mIoU", "aAcc", "mAcc", "mDice", "mBF", "mBIoU")
-LEADERBOARD_PIXELS = ("mHD95",)
 
 
 def fail(error: UserError, rank: int | None = None) -> None:
@@ -62,23 +57,29 @@ class RichReporter:
         self.task = None
 
 
-def leaderboard_table(summary: pd.DataFrame, title: str) -> Table:
-    columns = [c for c in LEADERBOARD_PERCENT + LEADERBOARD_PIXELS if c in summary.columns]
-    table = Table(title=f"{title}: percentages, {', '.join(LEADERBOARD_PIXELS)} in pixels")
+def leaderboard_table(results: "RunResults") -> Table:
+    """The columns a report's leaderboard shows by default, a row per (dataset, model), best first by the
+    first of them."""
+    from segbench.report import column_header, default_metrics, format_value, results_catalogue
+
+    columns = results_catalogue(results)
+    summary = results.summary
+    names = default_metrics(summary, columns)
+    table = Table(title=f"{results.manifest['suite_name']}: fractions in %")
     table.add_column("dataset", no_wrap=True)
     table.add_column("model", no_wrap=True)
-    for name in columns:
-        table.add_column(name, justify="right")
-    ordered = summary.sort_values(["dataset", "mIoU"], ascending=[True, False])
+    for name in names:
+        table.add_column(escape(column_header(name, columns.get(name))), justify="right")
+    lower_first = [columns.get(name).direction == "lower" for name in names[:1]]
+    ordered = summary.sort_values(["dataset", *names[:1]], ascending=[True, *lower_first])
     for _, row in ordered.iterrows():
-        table.add_row(row["dataset"], row["model"], *(_cell(row[c], c in LEADERBOARD_PERCENT) for c in columns))
+        table.add_row(row["dataset"], row["model"], *(format_value(columns.get(n), row[n], 2) for n in names))
     return table
 
 
-def _cell(value: float, percent: bool) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{100 * value:.2f}" if percent else f"{value:.2f}"
+def _wide_console() -> Console:
+    """stdout; when it is no terminal (CI logs, pipes), 120 columns wide rather than 80, so tables don't wrap."""
+    return out_console if out_console.is_terminal else Console(width=120)
 
 
 @app.command()
@@ -125,7 +126,7 @@ def run(
         raise typer.Exit(0 if outcome.ok else 1)
     results = load(outcome.run_dir)
     if not results.summary.empty:
-        out_console.print(leaderboard_table(results.summary, results.manifest["suite_name"]))
+        out_console.print(leaderboard_table(results))
     for cell_id, message in outcome.errors.items():
         err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
     print(outcome.run_dir)
@@ -217,16 +218,21 @@ def _galleries(results: "RunResults", report: Path) -> tuple[dict[Path, bytes], 
 def check(
     baseline: Path = typer.Argument(..., help="The baseline run folder."),
     candidate: Path = typer.Argument(..., help="The run folder to check against it."),
-    tolerance: float = typer.Option(0.5, min=0.0, help="Largest drop allowed, in points "
-                                    "(0.5: half a point of mIoU)."),
-    latency_ratio: float = typer.Option(1.10, min=1.0, help="Largest latency growth allowed, as a ratio."),
+    tolerance: Optional[list[str]] = typer.Option(
+        None, help="How far a figure may worsen. A number: fractions, in points (default 0.5: half a point "
+        "of mIoU). FIGURE=LIMIT: that figure, in its unit (points for fractions, px for distances, a ratio "
+        "for latency, throughput and memory), and FIGURE is checked too. Repeat it: --tolerance 0.3 "
+        "--tolerance mHD95=2 --tolerance latency_ms_p50=1.2."),
+    latency_ratio: float = typer.Option(1.10, min=1.0, help="Largest worsening of latency, throughput, memory "
+                                        "and FLOPs allowed, as a ratio."),
     ci: bool = typer.Option(False, "--ci", help="A drop regresses when the paired permutation test over "
                             "images says the candidate is worse (p < alpha), instead of by --tolerance."),
     alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level of --ci."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="A (model, dataset) missing from the "
                                        "candidate is not a regression."),
-    metric: Optional[list[str]] = typer.Option(None, help="An accuracy figure to check (repeat it); default: "
-                                               "mIoU, aAcc, mAcc and mBF, those present."),
+    metric: Optional[list[str]] = typer.Option(None, help="A figure to check (repeat it): any summary figure "
+                                               "with a direction, e.g. mHD95 (segbench list metrics); default: "
+                                               "the fractions and latencies that leaderboards show, those present."),
     resamples: int = typer.Option(1000, min=10, help="Permutations of --ci."),
     seed: int = typer.Option(0, help="Seed of --ci."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON, for machines."),
@@ -237,14 +243,15 @@ def check(
     """
     import json
 
-    from segbench.check import DEFAULT_METRICS, display_rows
+    from segbench.check import display_rows
     from segbench.check import check as check_runs
     from segbench.store import load
 
     try:
-        result = check_runs(load(baseline), load(candidate), tolerance=tolerance,
+        points, tolerances = _tolerances(tolerance or [])
+        result = check_runs(load(baseline), load(candidate), tolerance=points, tolerances=tolerances,
                             latency_ratio=latency_ratio, ci=ci, alpha=alpha, allow_missing=allow_missing,
-                            metrics=metric or DEFAULT_METRICS, resamples=resamples, seed=seed)
+                            metrics=metric or None, resamples=resamples, seed=seed)
     except UserError as error:
         fail(error)
     if as_json:
@@ -253,15 +260,34 @@ def check(
     table = Table(title=f"{candidate} against {baseline}")
     for name in ("model", "dataset", "metric", "baseline", "candidate", "change", "p", "status"):
         table.add_column(name, justify="right" if name in ("baseline", "candidate", "change", "p") else "left")
-    for row, regressed in zip(display_rows(result.table), result.table["regressed"]):
+    for row, regressed in zip(display_rows(result), result.table["regressed"]):
         table.add_row(*row, style="bold red" if regressed else None)
-    console = out_console if out_console.is_terminal else Console(width=120)  # CI logs: no wrap at 80
-    console.print(table)
+    _wide_console().print(table)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}", highlight=False)
     count = int(result.table["regressed"].sum())
     print(f"{count} regression(s)" if count else f"no regression ({len(result.table)} checks)")
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _tolerances(values: list[str]) -> tuple[float, dict[str, float]]:
+    """``--tolerance`` values: the points of fractions (a plain number, the last one given; default 0.5) and
+    FIGURE=LIMIT pairs."""
+    points, named = 0.5, {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            limit = float(number)
+        except ValueError:
+            raise UserError(f"--tolerance {value!r}: expected a number (points, for fractions) or FIGURE=LIMIT, "
+                            "e.g. --tolerance mHD95=2", field="tolerance") from None
+        if name:
+            named[name] = limit
+        elif limit >= 0:
+            points = limit
+        else:
+            raise UserError(f"--tolerance {value}: expected at least 0 points", field="tolerance")
+    return points, named
 
 
 @app.command()
@@ -316,32 +342,69 @@ class ListWhat(str, Enum):
     metrics = "metrics"
 
 
+class ListTable(str, Enum):
+    summary = "summary"
+    per_class = "per_class"
+    per_image = "per_image"
+
+
 @app.command("list")
 def list_(
     what: ListWhat = typer.Argument(..., help="models, datasets or metrics."),
     name: Optional[str] = typer.Option(None, help="models: only mmseg index entries whose name contains this."),
     dataset: Optional[str] = typer.Option(None, help="models: only mmseg index entries for this dataset, e.g. cityscapes."),
+    table: ListTable = typer.Option(ListTable.summary, help="metrics: the table whose columns are listed."),
 ) -> None:
-    """List model types (with the built-in archs and mmseg's model index), dataset types, or metric groups."""
-    from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
+    """List model types (and mmseg's model index), dataset types, or the column catalogue and metric groups."""
+    from segbench.registry import DATASETS, MODELS, load_plugins
 
     load_plugins()
     if what is ListWhat.models:
-        from segbench.models.nets import ARCHS
-        table = Table(title="model types")
-        table.add_column("type")
-        table.add_column("archs")
-        for model_type in sorted(MODELS):
-            table.add_row(model_type, ", ".join(sorted(ARCHS)) if model_type == "builtin" else "")
-        out_console.print(table)
+        out_console.print(_registrations("model types", MODELS))
         out_console.print(mmseg_index_table(name, dataset))
-        return
-    registry = DATASETS if what is ListWhat.datasets else METRICS
-    table = Table()
-    table.add_column("name")
-    for entry in sorted(registry):
-        table.add_row(entry)
-    out_console.print(table)
+    elif what is ListWhat.datasets:
+        out_console.print(_registrations("dataset types", DATASETS))
+    else:
+        _wide_console().print(_catalogue_table(table.value))
+        _wide_console().print(_groups_table())
+
+
+def _registrations(title: str, registry: dict) -> Table:
+    """One row per registered type, with what its registration says it is."""
+    listed = Table(title=title)
+    listed.add_column("type", no_wrap=True)
+    listed.add_column("what it is")
+    for type_name in sorted(registry):
+        listed.add_row(type_name, registry[type_name].describe)
+    return listed
+
+
+def _catalogue_table(table: str) -> Table:
+    """The declared columns of ``table``, at each metric group's default options."""
+    from segbench.registry import catalogue
+
+    listed = Table(title=f"{table} columns (metric groups at their default options)")
+    for heading in ("column", "group", "unit", "direction", "bootstrap"):
+        listed.add_column(heading, no_wrap=True)
+    listed.add_column("meaning")
+    for column in catalogue().table(table):
+        listed.add_row(column.name, column.group, column.unit, column.direction,
+                       "yes" if column.bootstrap else "no", column.meaning)
+    return listed
+
+
+def _groups_table() -> Table:
+    """The metric groups: on by default or not (always: a suite cannot turn it off), and what they compute."""
+    from segbench.registry import METRICS
+
+    listed = Table(title="metric groups (a suite's `metrics:` section)")
+    listed.add_column("group", no_wrap=True)
+    listed.add_column("on by default", no_wrap=True)
+    listed.add_column("what it computes")
+    for group in METRICS.values():
+        default = "always" if group.required else "yes" if group.default_on else "no"
+        listed.add_row(group.name, default, group.describe)
+    return listed
 
 
 def mmseg_index_table(name: str | None, dataset: str | None) -> Table | str:

@@ -25,12 +25,13 @@ import pandas as pd
 from PIL import Image
 from pydantic import ValidationError
 
+from segbench.columns import Catalogue, Column
 from segbench.data.base import SegDataset
 from segbench.images import read_label
 from segbench.errors import UserError
 from segbench.models.predictions import prediction_path
 from segbench.registry import DATASETS, load_plugins
-from segbench.report import format_value, higher_is_better
+from segbench.report import format_value, results_catalogue
 from segbench.store import RunResults, RunStore
 
 THUMB_BOX = (320, 240)  # width, height: thumbnails fit in it, never enlarged
@@ -38,8 +39,6 @@ PHOTO_QUALITY = 85  # JPEG quality of the images; label maps and error maps are 
 IGNORED_GREY = (150, 150, 150)
 WRONG_RED = (230, 25, 25)
 CORRECT_WHITE = (255, 255, 255)
-CAPTION_METRICS = ("mIoU", "aAcc", "mBF", "mHD95")
-NOT_METRICS = ("model", "dataset", "image_id", "invalid_label_pixels")
 SAVE_HINT = ("set `save_predictions: true` in the suite (or on a model) and run it again; "
              "predictions then go to cells/<cell id>/predictions/")
 
@@ -52,6 +51,7 @@ class Source:
     models: list[str]
     predictions: dict[str, Path]  # model -> its folder of prediction PNGs
     per_image: pd.DataFrame  # this dataset's rows of the shown models
+    columns: Catalogue  # the runs' column catalogue: what each per-image figure is
     notes: list[str] = field(default_factory=list)
 
     def index(self, image_id: str) -> int:
@@ -123,7 +123,7 @@ def open_source(results: RunResults, dataset: str | None = None, models: list[st
         notes.append(f"dataset {dataset!r} has changed since the run (its fingerprint differs): "
                      "the pictures may not match the figures")
     return Source(data, list(models), {m: saved[m] for m in models},
-                  rows[rows["model"].isin(models)], notes)
+                  rows[rows["model"].isin(models)], results_catalogue(results), notes)
 
 
 def _chosen_dataset(names: list[str], dataset: str | None) -> str:
@@ -152,16 +152,22 @@ def _open_dataset(record: dict, dataset: str, root: Path) -> SegDataset:
 # ---------------------------------------------------------------- choosing the images
 
 def per_image_metrics(source: Source) -> list[str]:
-    """The per-image figures a gallery can rank by (mIoU, aAcc, mBF, mHD95, ...)."""
-    return [c for c in source.per_image.columns
-            if c not in NOT_METRICS and pd.api.types.is_numeric_dtype(source.per_image[c])]
+    """The per-image figures a gallery can rank by: the declared per-image columns with a direction that
+    hold one number per image (mIoU, aAcc, mBF, mHD95, ...)."""
+    return [c.name for c in _per_image_columns(source)]
+
+
+def _per_image_columns(source: Source) -> list[Column]:
+    rows = source.per_image
+    return [c for c in source.columns.table("per_image") if c.direction != "neither" and c.name in rows.columns
+            and pd.api.types.is_numeric_dtype(rows[c.name])]
 
 
 def worst(source: Source, count: int, by: str = "mIoU", of: str | None = None) -> list[Section]:
     """A section per model (or for ``of`` alone): the ``count`` images where it does worst by ``by``.
 
-    Worst is lowest, or highest for a distance; images where the figure is not
-    defined (NaN) are not ranked.
+    Worst is lowest, or highest for a figure declared lower-is-better (a
+    distance); images where the figure is not defined (NaN) are not ranked.
     """
     if by not in per_image_metrics(source):
         raise UserError(f"no per-image figure {by!r}; these runs have: {', '.join(per_image_metrics(source))}",
@@ -173,11 +179,13 @@ def worst(source: Source, count: int, by: str = "mIoU", of: str | None = None) -
 
 
 def _worst_section(source: Source, model: str, count: int, by: str) -> Section:
+    column = source.columns.get(by, "per_image")
+    higher = column.direction == "higher"
     rows = source.per_image[source.per_image["model"] == model].dropna(subset=[by])
-    rows = rows.sort_values(by, ascending=higher_is_better(by), kind="stable").head(count)
-    chosen = [Row(r.image_id, f"{model}: {by} {format_value(by, getattr(r, by), 1)}")
+    rows = rows.sort_values(by, ascending=higher, kind="stable").head(count)
+    chosen = [Row(r.image_id, f"{model}: {by} {format_value(column, getattr(r, by), 1)}")
               for r in rows.itertuples()]
-    direction = "lowest" if higher_is_better(by) else "highest"
+    direction = "lowest" if higher else "highest"
     return Section(f"The {len(chosen)} images where {model} does worst by {by} ({direction} first)",
                    f"worst-{_slug(model)}", chosen)
 
@@ -384,8 +392,14 @@ def _figures(source: Source, model: str, image_id: str) -> str:
     if rows.empty:
         return "(no figures)"
     record = rows.iloc[0]
-    shown = [m for m in CAPTION_METRICS if m in record.index and pd.notna(record[m])]
-    return html.escape(" · ".join(f"{m} {format_value(m, record[m], 1)}" for m in shown))
+    shown = [c for c in _caption_columns(source) if pd.notna(record[c.name])]
+    return html.escape(" · ".join(f"{c.name} {format_value(c, record[c.name], 1)}" for c in shown))
+
+
+def _caption_columns(source: Source) -> list[Column]:
+    """The per-image figures under a prediction: those whose dataset figure leaderboards show."""
+    shown = {c.name for c in source.columns.table("summary") if c.leaderboard}
+    return [c for c in _per_image_columns(source) if c.name in shown]
 
 
 def _figure(image: Image.Image, alt: str, caption: str, full_max: int | None, escape: bool = True) -> str:

@@ -1,10 +1,12 @@
 """Reports from run folders: leaderboards, per-class tables, published against measured.
 
 Tables stay long (one row per model, dataset and metric) until they are
-rendered. Rendering pivots them, shows fractions as percentages (distances
-in pixels and efficiency figures as stored), rounds, and marks the best value
-of each column; the formats are Markdown, CSV, LaTeX (booktabs) and one
-self-contained HTML file with matplotlib figures embedded.
+rendered. Rendering pivots them, shows fractions as percentages and other
+figures in their unit, rounds, and marks the best value of each column; the
+formats are Markdown, CSV, LaTeX (booktabs) and one self-contained HTML file
+with matplotlib figures embedded. What a column is (unit, direction, whether it
+bootstraps, whether leaderboards show it) comes from the run's column catalogue
+(:func:`results_catalogue`), never from its name.
 """
 
 from __future__ import annotations
@@ -22,54 +24,50 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from segbench.columns import PUBLISHED_PREFIX, Catalogue, Column
 from segbench.errors import UserError
+from segbench.registry import catalogue
 from segbench.stats import bootstrap_table, bootstrappable, paired_test
 from segbench.store import RunResults, RunStore
 
 Format = Literal["md", "csv", "tex", "html"]
 CiStyle = Literal["pm", "interval"]
 
-LEADERBOARD_METRICS = ("mIoU", "aAcc", "mAcc", "mBF", "mHD95")
-PERCENT_METRICS = frozenset({"aAcc", "mAcc", "mIoU", "fwIoU", "mDice", "mPrecision", "mRecall", "mBF",
-                             "mBIoU", "IoU", "Acc", "Dice", "Precision", "Recall", "BF", "BIoU"})
-DISTANCE_METRICS = frozenset({"mHD", "mHD95", "HD", "HD95"})
-# Efficiency columns are recognised by a word in their name: (word, higher is better).
-EFFICIENCY_WORDS = (("latency", False), ("throughput", True), ("memory", False), ("param", False),
-                    ("flop", False))
-PUBLISHED_PREFIX = "published_"
+MERGED_METRICS = "merged_metrics"  # a merged manifest's key: the metric options of each run merged
 
 
 # ---------------------------------------------------------------- metrics
 
-def is_percent(metric: str) -> bool:
-    """A fraction shown in %: an accuracy or boundary figure, or a variant of one (``published_mIoU_ms_flip``)."""
-    return metric.removeprefix(PUBLISHED_PREFIX).split("_")[0] in PERCENT_METRICS
+def results_catalogue(results: RunResults) -> Catalogue:
+    """The columns declared for ``results``: each metric group with the options its run recorded
+    (merged results: the union over the runs merged), and the columns declared outside metric groups."""
+    return Catalogue(column for options in _recorded_metrics(results.manifest) for column in catalogue(options))
 
 
-def higher_is_better(metric: str) -> bool:
-    if metric in DISTANCE_METRICS:
-        return False
-    for word, higher in EFFICIENCY_WORDS:
-        if word in metric.lower():
-            return higher
-    return True
+def _recorded_metrics(manifest: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The metric options (group -> options, None: off) of each run behind ``manifest``; None where a run
+    recorded none (its groups' defaults apply)."""
+    if MERGED_METRICS in manifest:
+        return manifest[MERGED_METRICS]
+    return [manifest.get("suite_resolved", {}).get("metrics")]
 
 
-def latency_columns(summary: pd.DataFrame) -> list[str]:
-    """The latency columns of ``summary``: the medians (p50) when there are any, else all."""
-    columns = [c for c in summary.columns if "latency" in c.lower()]
-    medians = [c for c in columns if "p50" in c.lower()]
-    return medians or columns
+def default_metrics(summary: pd.DataFrame, columns: Catalogue) -> list[str]:
+    """The columns a leaderboard shows unless told: the declared ``leaderboard`` columns present, in
+    catalogue order."""
+    return [c.name for c in columns.table("summary") if c.leaderboard and c.name in summary.columns]
 
 
-def default_metrics(summary: pd.DataFrame) -> list[str]:
-    """Accuracy, boundary and distance figures present, then one column per efficiency figure."""
-    metrics = [m for m in LEADERBOARD_METRICS if m in summary.columns]
-    for word, _ in EFFICIENCY_WORDS:
-        columns = latency_columns(summary) if word == "latency" else [
-            c for c in summary.columns if word in c.lower()]
-        metrics += columns[:1]
-    return metrics
+def _sign(column: Column | None) -> float:
+    """-1 for a lower-is-better figure, else 1: values times the sign rank best first when descending."""
+    return -1.0 if column is not None and column.direction == "lower" else 1.0
+
+
+def _unit_label(column: Column | None) -> str:
+    """The unit a report shows a figure in: % for fractions; nothing for counts, text and undeclared columns."""
+    if column is None or column.unit in ("count", "text"):
+        return ""
+    return "%" if column.percent else column.unit
 
 
 def _checked(summary: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
@@ -98,7 +96,8 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
 
     ``newest``: the cell that finished last wins; ``last``: the cell of the
     run folder given last wins. The merged manifest's cells are the winners and,
-    as their folders have them, the cells that did not complete.
+    as their folders have them, the cells that did not complete; it keeps each
+    run's metric options, from which :func:`results_catalogue` declares the columns.
     """
     if len(runs) == 1:
         return runs[0]
@@ -116,6 +115,7 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
         "merged_from": [str(run.root) for run in runs],
         "datasets": {k: v for run in runs for k, v in run.manifest.get("datasets", {}).items()},
         "cells": cells,
+        MERGED_METRICS: [options for run in runs for options in _recorded_metrics(run.manifest)],
     }
     root = Path(os.path.commonpath([str(run.root.resolve()) for run in runs]))
     return RunResults(root, manifest, **tables)
@@ -173,31 +173,34 @@ def leaderboard_long(results: RunResults, metrics: Sequence[str] | None = None, 
     best: the best value of its (dataset, metric). tied: not significantly
     different from the best by a paired permutation test over images (p >= alpha).
     """
-    summary = results.summary
-    metrics = _checked(summary, metrics or default_metrics(summary))
+    summary, columns = results.summary, results_catalogue(results)
+    metrics = _checked(summary, metrics or default_metrics(summary, columns))
     long = summary.melt(id_vars=["model", "dataset"], value_vars=metrics, var_name="metric",
                         value_name="value")
     long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
-    long["best"] = _best(long)
+    long["best"] = _best(long, columns)
     if ci:
-        intervals = bootstrap_table(results.per_image, metrics, resamples=resamples, seed=seed)
+        intervals = bootstrap_table(results.per_image, metrics, resamples=resamples, seed=seed,
+                                    columns=columns)
         long = long.merge(intervals[["model", "dataset", "metric", "lo", "hi"]], how="left",
                           on=["model", "dataset", "metric"])
-        long["tied"] = _tied_with_best(long, results.per_image, resamples, seed, alpha)
+        long["tied"] = _tied_with_best(long, results.per_image, columns, resamples, seed, alpha)
     return long
 
 
-def _best(long: pd.DataFrame) -> pd.Series:
-    """The best value of each (dataset, metric), when its values are not all equal."""
-    sign = long["metric"].map(lambda m: 1.0 if higher_is_better(m) else -1.0)
-    score = (long["value"] * sign).groupby([long["dataset"], long["metric"]])
-    return long["value"].mul(sign).eq(score.transform("max")) & score.transform("nunique").gt(1)
+def _best(long: pd.DataFrame, columns: Catalogue) -> pd.Series:
+    """The best value of each (dataset, metric) with a direction, when its values are not all equal."""
+    directed = long["metric"].map(lambda m: columns.higher_is_better(m) is not None)
+    signs = long["metric"].map(lambda m: _sign(columns.get(m)))
+    score = (long["value"] * signs).groupby([long["dataset"], long["metric"]])
+    best = long["value"].mul(signs).eq(score.transform("max")) & score.transform("nunique").gt(1)
+    return best & directed
 
 
-def _tied_with_best(long: pd.DataFrame, per_image: pd.DataFrame, resamples: int, seed: int,
-                    alpha: float) -> pd.Series:
+def _tied_with_best(long: pd.DataFrame, per_image: pd.DataFrame, columns: Catalogue, resamples: int,
+                    seed: int, alpha: float) -> pd.Series:
     tied = pd.Series(False, index=long.index)
-    testable = set(bootstrappable(per_image))
+    testable = set(bootstrappable(per_image, columns))
     if not testable:
         return tied
     images = dict(list(per_image.groupby(["model", "dataset"])))
@@ -209,19 +212,19 @@ def _tied_with_best(long: pd.DataFrame, per_image: pd.DataFrame, resamples: int,
         for index, model in others.items():
             if (model, dataset) in images:
                 test = paired_test(images[(best.iloc[0], dataset)], images[(model, dataset)], metric,
-                                   resamples=resamples, seed=seed)
+                                   resamples=resamples, seed=seed, columns=columns)
                 tied[index] = test.p_value >= alpha
     return tied
 
 
-def model_order(long: pd.DataFrame, sort: str) -> list[str]:
-    """Models from best to worst by ``sort`` averaged over datasets; missing values last."""
+def model_order(long: pd.DataFrame, sort: str, columns: Catalogue) -> list[str]:
+    """Models from best to worst by ``sort`` averaged over datasets (highest first when it has no
+    direction); missing values last."""
     rows = long[long["metric"] == sort]
     if rows.empty:
         raise UserError(f"cannot sort by {sort!r}: not among the metrics "
                         f"{', '.join(long['metric'].unique())}", field="sort")
-    sign = 1.0 if higher_is_better(sort) else -1.0
-    score = (rows["value"] * sign).groupby(rows["model"], sort=False).mean()
+    score = (rows["value"] * _sign(columns.get(sort))).groupby(rows["model"], sort=False).mean()
     return list(score.sort_values(ascending=False, na_position="last", kind="stable").index)
 
 
@@ -234,7 +237,7 @@ def leaderboard(results: RunResults, metrics: Sequence[str] | None = None, *, so
     ``<metric>_lo`` and ``<metric>_hi``: its 95% image-level bootstrap interval.
     """
     long = leaderboard_long(results, metrics, ci=ci, resamples=resamples, seed=seed, alpha=alpha)
-    return _wide(long, model_order(long, sort))
+    return _wide(long, model_order(long, sort, results_catalogue(results)))
 
 
 def _wide(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -253,8 +256,9 @@ def per_class_table(results: RunResults, metric: str = "IoU") -> pd.DataFrame:
     """Rows (dataset, class_id, class_name), one column per model: the per-class ``metric`` as stored."""
     per_class = results.per_class
     if metric not in per_class.columns:
-        raise UserError(f"no per-class column {metric!r}; present: "
-                        f"{', '.join(c for c in per_class.columns if c in PERCENT_METRICS | DISTANCE_METRICS)}",
+        declared = [c.name for c in results_catalogue(results).table("per_class")
+                    if c.direction != "neither" and c.name in per_class.columns]
+        raise UserError(f"no per-class column {metric!r}; present: {', '.join(declared)}",
                         field="per_class_metric")
     wide = per_class.pivot(index=["dataset", "class_id", "class_name"], columns="model", values=metric)
     return wide[list(per_class["model"].unique())].sort_index(level=["dataset", "class_id"])
@@ -341,12 +345,13 @@ class TextTable:
     labels: int = 1  # leading columns that name the row
 
 
-def format_value(metric: str, value: float | str, decimals: int) -> str:
+def format_value(column: Column | None, value: float | str, decimals: int) -> str:
+    """A fraction in percent; other numbers as stored, millions and more with a suffix (M, G, T)."""
     if isinstance(value, str):
         return value
     if pd.isna(value):
         return "-"
-    if is_percent(metric):
+    if column is not None and column.percent:
         return f"{100 * value:.{decimals}f}"
     for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
         if abs(value) >= size:
@@ -354,12 +359,14 @@ def format_value(metric: str, value: float | str, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _header(metric: str) -> str:
-    return f"{metric} [px]" if metric in DISTANCE_METRICS else metric
+def column_header(name: str, column: Column | None) -> str:
+    """The name and, but for fractions (the legend says %), its unit: ``mHD95 [px]``."""
+    unit = _unit_label(column)
+    return f"{name} [{unit}]" if unit and unit != "%" else name
 
 
-def _leaderboard_text(long: pd.DataFrame, order: list[str], decimals: int, ci_style: CiStyle,
-                      title: str) -> TextTable:
+def _leaderboard_text(long: pd.DataFrame, order: list[str], columns: Catalogue, decimals: int,
+                      ci_style: CiStyle, title: str) -> TextTable:
     datasets, metrics = list(long["dataset"].unique()), list(long["metric"].unique())
     cells = long.set_index(["model", "dataset", "metric"])
     rows = []
@@ -368,52 +375,54 @@ def _leaderboard_text(long: pd.DataFrame, order: list[str], decimals: int, ci_st
         for dataset in datasets:
             for metric in metrics:
                 key = (model, dataset, metric)
-                row.append(_value_cell(cells.loc[key], metric, decimals, ci_style)
+                row.append(_value_cell(cells.loc[key], columns.get(metric), decimals, ci_style)
                            if key in cells.index else Cell("-"))
         rows.append(row)
-    header = ["model"] + [_header(m) for _ in datasets for m in metrics]
+    header = ["model"] + [column_header(m, columns.get(m)) for _ in datasets for m in metrics]
     return TextTable(title, header, rows, [("", 1)] + [(d, len(metrics)) for d in datasets])
 
 
-def _value_cell(row: pd.Series, metric: str, decimals: int, ci_style: CiStyle) -> Cell:
-    text = format_value(metric, row["value"], decimals)
+def _value_cell(row: pd.Series, column: Column | None, decimals: int, ci_style: CiStyle) -> Cell:
+    text = format_value(column, row["value"], decimals)
     if pd.notna(row.get("lo", np.nan)) and pd.notna(row["value"]):
-        scale = 100 if is_percent(metric) else 1
+        scale = 100 if column is not None and column.percent else 1
         if ci_style == "pm":
             text += f" ± {scale * (row['hi'] - row['lo']) / 2:.{decimals}f}"
         else:
-            text += f" [{format_value(metric, row['lo'], decimals)}, {format_value(metric, row['hi'], decimals)}]"
+            text += f" [{format_value(column, row['lo'], decimals)}, {format_value(column, row['hi'], decimals)}]"
     return Cell(text, bold=bool(row["best"]), tied=bool(row.get("tied", False)))
 
 
-def _per_class_texts(results: RunResults, metric: str, order: list[str],
+def _per_class_texts(results: RunResults, metric: str, order: list[str], columns: Catalogue,
                      decimals: int) -> dict[str, TextTable]:
-    """One table per dataset: a row per class, a column per model."""
+    """One table per dataset: a row per class, a column per model; bold the best of each row."""
     if results.per_class.empty:
         return {}
     wide = per_class_table(results, metric)
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    column = columns.get(metric, "per_class")
+    directed = column is not None and column.direction != "neither"
+    unit = _unit_label(column)
     tables = {}
     for dataset in results.summary["dataset"].unique():
         rows = wide.xs(dataset, level="dataset")
         models = [m for m in order if m in rows.columns and rows[m].notna().any()]
-        scores = rows[models] * sign
+        scores = rows[models] * _sign(column)
         best = scores.eq(scores.max(axis=1), axis=0) & (scores.nunique(axis=1) > 1).to_numpy()[:, None]
-        body = [[Cell(str(key[1]))] + [Cell(format_value(metric, rows.loc[key, m], decimals),
-                                            bold=bool(best.loc[key, m])) for m in models]
+        body = [[Cell(str(key[1]))] + [Cell(format_value(column, rows.loc[key, m], decimals),
+                                            bold=directed and bool(best.loc[key, m])) for m in models]
                 for key in rows.index]
-        unit = " (%)" if is_percent(metric) else ""
-        tables[dataset] = TextTable(f"Per-class {metric}{unit}: {dataset}", ["class", *models], body)
+        title = f"Per-class {metric}{f' ({unit})' if unit else ''}: {dataset}"
+        tables[dataset] = TextTable(title, ["class", *models], body)
     return tables
 
 
-def _published_text(summary: pd.DataFrame, decimals: int) -> TextTable | None:
+def _published_text(summary: pd.DataFrame, columns: Catalogue, decimals: int) -> TextTable | None:
     table = published_table(summary)
     if table.empty:
         return None
     figures = [c for c in table.columns if c not in ("model", "dataset")]
     rows = [[Cell(row["model"]), Cell(row["dataset"])]
-            + [Cell(format_value("mIoU" if c == "delta_mIoU" else c, row[c], decimals)) for c in figures]
+            + [Cell(format_value(columns.get(c.removeprefix("delta_")), row[c], decimals)) for c in figures]
             for _, row in table.iterrows()]
     header = ["model", "dataset"] + [c.replace("delta_", "Δ ").replace(PUBLISHED_PREFIX, "published ")
                                      for c in figures]
@@ -421,7 +430,7 @@ def _published_text(summary: pd.DataFrame, decimals: int) -> TextTable | None:
 
 
 def _legend(ci: bool, resamples: int, alpha: float) -> str:
-    text = ("Accuracy and boundary figures in %, distances in px, efficiency figures as stored. "
+    text = ("Fractions in %, other figures in the unit in brackets after their name. "
             "Bold: the best of each column.")
     if ci:
         text += (f" a ± b: the value and half the width of its 95% image-level bootstrap interval "
@@ -563,29 +572,30 @@ def render(results: RunResults, fmt: Format = "md", options: ReportOptions | Non
         raise UserError(f"unknown format {fmt!r}; expected md, csv, tex or html", field="format")
     if results.summary.empty:
         raise UserError("no results to report: the run folders hold no complete cell")
+    columns = results_catalogue(results)
     long = leaderboard_long(results, options.metrics, ci=options.ci, resamples=options.resamples,
                             seed=options.seed, alpha=options.alpha)
-    order = model_order(long, options.sort)
+    order = model_order(long, options.sort, columns)
     if fmt == "csv":
-        return _csv(long, order, options.decimals)
+        return _csv(long, order, columns, options.decimals)
     title = results.manifest.get("suite_name", "segbench")
     document = Document(
         title, [_legend(options.ci, options.resamples, options.alpha), *conventions(results)],
-        _leaderboard_text(long, order, options.decimals, options.ci_style, f"Leaderboard: {title}"),
-        _per_class_texts(results, options.per_class_metric, order, options.decimals),
-        _published_text(results.summary, options.decimals), missing_cells(results))
+        _leaderboard_text(long, order, columns, options.decimals, options.ci_style, f"Leaderboard: {title}"),
+        _per_class_texts(results, options.per_class_metric, order, columns, options.decimals),
+        _published_text(results.summary, columns, options.decimals), missing_cells(results))
     if fmt == "md":
         return _markdown_document(document)
     if fmt == "tex":
         return _latex_document(document)
-    return _html_document(document, results, options)
+    return _html_document(document, results, columns, options)
 
 
-def _csv(long: pd.DataFrame, order: list[str], decimals: int) -> str:
-    """The leaderboard, wide, in display units (percent, px, as stored), rounded."""
+def _csv(long: pd.DataFrame, order: list[str], columns: Catalogue, decimals: int) -> str:
+    """The leaderboard, wide, in display units (fractions in percent, other figures in their unit), rounded."""
     wide = _wide(long, order)
-    bases = [m.removesuffix("_lo").removesuffix("_hi") for _, m in wide.columns]
-    wide = (wide * [100 if is_percent(m) else 1 for m in bases]).round(decimals)
+    bases = [columns.get(m.removesuffix("_lo").removesuffix("_hi")) for _, m in wide.columns]
+    wide = (wide * [100 if c is not None and c.percent else 1 for c in bases]).round(decimals)
     wide.columns = [f"{d}/{m}" for d, m in wide.columns]
     return wide.rename_axis("model").to_csv()
 
@@ -623,17 +633,18 @@ img { max-width: 100%; display: block; margin: 0.5em 0; }
 """
 
 
-def _html_document(document: Document, results: RunResults, options: ReportOptions) -> str:
+def _html_document(document: Document, results: RunResults, columns: Catalogue, options: ReportOptions) -> str:
     legend, *lines = document.notes
     body = [f"<h1>segbench report: {html.escape(document.title)}</h1>",
             f'<p class="note">{html.escape(legend)}</p>',
             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines + document.missing) + "</ul>",
             f"<h2>{html.escape(document.leaderboard.title)}</h2>", to_html(document.leaderboard),
-            "<h2>Accuracy versus latency</h2>", _scatter_section(results.summary)]
+            "<h2>Accuracy versus latency</h2>", _scatter_section(results.summary, columns)]
     for dataset, table in document.per_class.items():
         models = table.header[1:]
         body += [f"<h2>{html.escape(table.title)}</h2>",
-                 _png(_per_class_figure(results, dataset, options.per_class_metric, models)), to_html(table)]
+                 _png(_per_class_figure(results, dataset, columns.get(options.per_class_metric, "per_class"),
+                                        options.per_class_metric, models)), to_html(table)]
     if document.published:
         body += [f"<h2>{html.escape(document.published.title)}</h2>", to_html(document.published)]
     if options.galleries:
@@ -654,12 +665,13 @@ def _png(figure: Any) -> str:
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
 
-def _per_class_figure(results: RunResults, dataset: str, metric: str, models: list[str]) -> Any:
+def _per_class_figure(results: RunResults, dataset: str, column: Column | None, metric: str,
+                      models: list[str]) -> Any:
     from matplotlib.figure import Figure
 
     rows = results.per_class[results.per_class["dataset"] == dataset].sort_values("class_id")
     classes = list(rows["class_name"].unique())
-    scale = 100 if is_percent(metric) else 1
+    scale = 100 if column is not None and column.percent else 1
     figure = Figure(figsize=(min(24, 4 + 0.2 * len(classes) * (len(models) + 1)), 4), layout="constrained")
     axes = figure.subplots()
     width = 0.8 / max(1, len(models))
@@ -668,40 +680,51 @@ def _per_class_figure(results: RunResults, dataset: str, metric: str, models: li
         axes.bar(np.arange(len(classes)) + (i - (len(models) - 1) / 2) * width, scale * values,
                  width, label=model)
     axes.set_xticks(np.arange(len(classes)), classes, rotation=45, ha="right")
-    axes.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
+    unit = _unit_label(column)
+    axes.set_ylabel(f"{metric} ({unit})" if unit else metric)
     figure.legend(loc="outside upper center", fontsize="small", ncols=min(len(models), 6))
     axes.grid(axis="y", alpha=0.3)
     return figure
 
 
-def _scatter_section(summary: pd.DataFrame) -> str:
-    latency = latency_columns(summary)
-    if not latency or "mIoU" not in summary.columns or summary[latency[0]].isna().all():
+def _scatter_axes(summary: pd.DataFrame, columns: Catalogue) -> tuple[str, str] | None:
+    """The plot's accuracy and latency: the leaderboard's first higher-is-better fraction and its first
+    latency (lower-is-better, in ms) with values; None when either is missing."""
+    shown = [columns.get(name) for name in default_metrics(summary, columns)]
+    accuracy = [c.name for c in shown if c.percent and c.direction == "higher"]
+    latency = [c.name for c in shown if c.unit == "ms" and c.direction == "lower" and summary[c.name].notna().any()]
+    return (accuracy[0], latency[0]) if accuracy and latency else None
+
+
+def _scatter_section(summary: pd.DataFrame, columns: Catalogue) -> str:
+    axes = _scatter_axes(summary, columns)
+    if axes is None:
         return ('<p class="note">No latency figures in these runs: the accuracy-versus-latency plot '
                 "needs the efficiency pass of a suite (its <code>efficiency</code> section).</p>")
-    timed = summary.dropna(subset=[latency[0], "mIoU"])
-    return "\n".join(_png(_scatter_figure(timed[timed["dataset"] == d], d, latency[0]))
+    accuracy, latency = axes
+    timed = summary.dropna(subset=[latency, accuracy])
+    return "\n".join(_png(_scatter_figure(timed[timed["dataset"] == d], d, accuracy, latency))
                      for d in timed["dataset"].unique())
 
 
-def _scatter_figure(rows: pd.DataFrame, dataset: str, latency: str) -> Any:
+def _scatter_figure(rows: pd.DataFrame, dataset: str, accuracy: str, latency: str) -> Any:
     from matplotlib.figure import Figure
 
     rows = rows.sort_values(latency)
-    front = pareto_front(rows[latency].to_numpy(), rows["mIoU"].to_numpy())
+    front = pareto_front(rows[latency].to_numpy(), rows[accuracy].to_numpy())
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
     axes.margins(0.12)
-    axes.scatter(rows[latency], 100 * rows["mIoU"], color="tab:blue", zorder=3)
-    axes.step(rows.loc[front, latency], 100 * rows.loc[front, "mIoU"], where="post", color="tab:red",
+    axes.scatter(rows[latency], 100 * rows[accuracy], color="tab:blue", zorder=3)
+    axes.step(rows.loc[front, latency], 100 * rows.loc[front, accuracy], where="post", color="tab:red",
               label="Pareto front", zorder=2)
-    axes.scatter(rows.loc[front, latency], 100 * rows.loc[front, "mIoU"], s=90, facecolors="none",
+    axes.scatter(rows.loc[front, latency], 100 * rows.loc[front, accuracy], s=90, facecolors="none",
                  edgecolors="tab:red", zorder=4)
     for _, row in rows.iterrows():
-        axes.annotate(str(row["model"]), (row[latency], 100 * row["mIoU"]), textcoords="offset points",
+        axes.annotate(str(row["model"]), (row[latency], 100 * row[accuracy]), textcoords="offset points",
                       xytext=(5, 5), fontsize="small")
-    axes.set_xlabel(latency)
-    axes.set_ylabel("mIoU (%)")
+    axes.set_xlabel(f"{latency} (ms)")
+    axes.set_ylabel(f"{accuracy} (%)")
     axes.set_title(f"Accuracy versus latency: {dataset}")
     axes.legend(fontsize="small")
     axes.grid(alpha=0.3)

@@ -1,13 +1,17 @@
 """Image-level bootstrap confidence intervals and paired tests between two models.
 
-Every dataset-level figure here is a function of per-class sums over images:
-the accuracy family of the four count vectors of each image (``area_intersect``,
-``area_union``, ``area_pred_label``, ``area_label``), mBIoU of the boundary
-bands' intersections and unions, and the boundary and distance means (mBF,
-mHD95, mHD) of the per-class values of each image that was evaluated. A
-resample, or a swap of two models' images, is a matrix of weights over images;
-one matrix product gives the sums of every resample at once, and the figure
-follows from the sums as ``accuracy_from_counts`` computes it.
+A figure bootstraps when its declaration says how it follows from per-image
+records (:class:`segbench.columns.Resampling`): the accuracy family from the
+four count vectors of each image (``counts``), a mean over classes of the
+per-class mean over the images where the class was evaluated (``image_mean``:
+mBF, mHD95, mHD99, ...), or a mean over classes of summed intersections over
+summed unions (``band``: mBIoU). A resample, or a swap of two models' images,
+is a matrix of weights over images; one matrix product gives the sums of every
+resample at once, and the figure follows from the sums as
+``accuracy_from_counts`` computes it.
+
+Each function takes the column catalogue of the run (``columns``; by default
+every group's declarations at their default options).
 """
 
 from __future__ import annotations
@@ -17,14 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from segbench.columns import Catalogue, Resampling
 from segbench.errors import UserError
-
-COUNT_COLUMNS = ("area_intersect", "area_union", "area_pred_label", "area_label")
-COUNT_METRICS = ("mIoU", "aAcc", "mAcc", "mDice")
-# dataset figure = mean over classes of (mean over the images where the class was evaluated)
-IMAGE_MEAN_METRICS = {"mBF": "BF", "mHD95": "HD95", "mHD": "HD"}
-# dataset figure = mean over classes of (intersection / union), both summed over the images
-BAND_METRICS = {"mBIoU": ("BIoU_intersect", "BIoU_union")}
+from segbench.registry import catalogue
 
 
 @dataclass(frozen=True)
@@ -44,65 +43,81 @@ class PairedTest:
     p_value: float
 
 
-def bootstrappable(per_image: pd.DataFrame) -> list[str]:
-    """The figures that can be recomputed from the columns of ``per_image``."""
-    names = list(COUNT_METRICS) if set(COUNT_COLUMNS) <= set(per_image.columns) else []
-    names += [name for name, column in IMAGE_MEAN_METRICS.items() if column in per_image.columns]
-    return names + [name for name, columns in BAND_METRICS.items() if set(columns) <= set(per_image.columns)]
+def bootstrappable(per_image: pd.DataFrame, columns: Catalogue | None = None) -> list[str]:
+    """The declared figures that can be recomputed from the columns of ``per_image``."""
+    present = set(per_image.columns)
+    return [column.name for column in _declared(columns).table("summary")
+            if column.resampling is not None and set(column.resampling.columns) <= present]
 
 
-def image_arrays(per_image: pd.DataFrame, metric: str) -> dict[str, np.ndarray]:
-    """The (images, classes) arrays whose sums over images determine ``metric``."""
-    if metric in COUNT_METRICS:
-        return {column: _stack(per_image[column]) for column in COUNT_COLUMNS}
-    if metric in IMAGE_MEAN_METRICS:
-        values = _stack(per_image[IMAGE_MEAN_METRICS[metric]])
+def _resampling(metric: str, columns: Catalogue | None = None) -> Resampling:
+    """How ``metric`` follows from per-image records, as declared; UserError when it does not."""
+    declared = _declared(columns)
+    column = declared.get(metric)
+    if column is None or column.resampling is None:
+        possible = [c.name for c in declared.table("summary") if c.bootstrap]
+        raise UserError(f"no bootstrap for {metric!r}; possible: {', '.join(possible)}")
+    return column.resampling
+
+
+def metric_from_sums(metric: str, sums: dict[str, np.ndarray], columns: Catalogue | None = None) -> np.ndarray:
+    """The figure for each row of per-class sums (shape (..., classes) -> (...)), keyed as :func:`_arrays`."""
+    return _from_sums(_resampling(metric, columns), sums)
+
+
+def _arrays(per_image: pd.DataFrame, how: Resampling) -> dict[str, np.ndarray]:
+    """The (images, classes) arrays whose sums over images determine the figure: the declared per-image
+    columns, or for ``image_mean`` the sum and count of the values where the class was evaluated."""
+    if how.kind == "image_mean":
+        values = _stack(per_image[how.columns[0]])
         evaluated = ~np.isnan(values)
         return {"sum": np.where(evaluated, values, 0.0), "count": evaluated.astype(np.float64)}
-    if metric in BAND_METRICS:
-        intersect, union = BAND_METRICS[metric]
-        return {"band_intersect": _stack(per_image[intersect]), "band_union": _stack(per_image[union])}
-    raise UserError(f"no bootstrap for {metric!r}; possible: "
-                    f"{', '.join(COUNT_METRICS + tuple(IMAGE_MEAN_METRICS) + tuple(BAND_METRICS))}")
+    return {column: _stack(per_image[column]) for column in how.columns}
 
 
-def metric_from_sums(metric: str, sums: dict[str, np.ndarray]) -> np.ndarray:
-    """The figure for each row of per-class sums (shape (..., classes) -> (...))."""
-    if metric in IMAGE_MEAN_METRICS:
+def _from_sums(how: Resampling, sums: dict[str, np.ndarray]) -> np.ndarray:
+    if how.kind == "image_mean":
         return _nanmean(_ratio(sums["sum"], sums["count"]))
-    if metric in BAND_METRICS:
-        return _nanmean(_ratio(sums["band_intersect"], sums["band_union"]))
-    intersect, union = sums["area_intersect"], sums["area_union"]
-    pred, label = sums["area_pred_label"], sums["area_label"]
-    if metric == "aAcc":
-        return _ratio(intersect.sum(axis=-1), label.sum(axis=-1))
-    if metric == "mIoU":
+    if how.kind == "band":
+        intersect, union = (sums[column] for column in how.columns)
         return _nanmean(_ratio(intersect, union))
-    if metric == "mAcc":
+    return _count_figure(how.figure, *(sums[column] for column in how.columns))
+
+
+def _count_figure(figure: str, intersect: np.ndarray, union: np.ndarray, pred: np.ndarray,
+                  label: np.ndarray) -> np.ndarray:
+    """A figure of the accuracy family from summed count vectors, in mmseg's order (intersect, union,
+    predicted, label)."""
+    if figure == "aAcc":
+        return _ratio(intersect.sum(axis=-1), label.sum(axis=-1))
+    if figure == "mIoU":
+        return _nanmean(_ratio(intersect, union))
+    if figure == "mAcc":
         return _nanmean(_ratio(intersect, label))
-    if metric == "mDice":
+    if figure == "mDice":
         return _nanmean(_ratio(2 * intersect, label + pred))
-    raise UserError(f"no bootstrap for {metric!r}")
+    raise UserError(f"no bootstrap for {figure!r}: not a figure of the counts")
 
 
 def bootstrap(per_image: pd.DataFrame, metric: str, *, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95) -> Interval:
+              level: float = 0.95, columns: Catalogue | None = None) -> Interval:
     """Percentile interval of ``metric`` over ``resamples`` resamples of the images (with replacement).
 
     ``per_image`` holds the rows of one (model, dataset).
     """
-    arrays = image_arrays(per_image, metric)
+    how = _resampling(metric, columns)
+    arrays = _arrays(per_image, how)
     n = len(per_image)
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-    samples = metric_from_sums(metric, {k: weights @ a for k, a in arrays.items()})
-    value = float(metric_from_sums(metric, {k: a.sum(axis=0) for k, a in arrays.items()}))
+    samples = _from_sums(how, {k: weights @ a for k, a in arrays.items()})
+    value = float(_from_sums(how, {k: a.sum(axis=0) for k, a in arrays.items()}))
     tail = 100 * (1 - level) / 2
     lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
     return Interval(value, float(lo), float(hi))
 
 
 def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, *, resamples: int = 1000,
-                seed: int = 0) -> PairedTest:
+                seed: int = 0, columns: Catalogue | None = None) -> PairedTest:
     """Paired permutation test over images: is the figure of ``a`` different from that of ``b``?
 
     ``a`` and ``b`` are the per-image rows of two models on the same images.
@@ -111,31 +126,38 @@ def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str, *, resamples: int
     images and recomputes the difference. p = (1 + #{|resampled| >= |observed|})
     / (1 + resamples).
     """
+    how = _resampling(metric, columns)
     a, b = _aligned(a, b)
-    xa, xb = image_arrays(a, metric), image_arrays(b, metric)
+    xa, xb = _arrays(a, how), _arrays(b, how)
     totals_a = {k: v.sum(axis=0) for k, v in xa.items()}
     totals_b = {k: v.sum(axis=0) for k, v in xb.items()}
-    observed = float(metric_from_sums(metric, totals_a) - metric_from_sums(metric, totals_b))
+    observed = float(_from_sums(how, totals_a) - _from_sums(how, totals_b))
     swap = np.random.default_rng(seed).integers(0, 2, size=(resamples, len(a))).astype(np.float64)
     sums_a = {k: (1 - swap) @ xa[k] + swap @ xb[k] for k in xa}
     sums_b = {k: totals_a[k] + totals_b[k] - sums_a[k] for k in xa}
-    differences = metric_from_sums(metric, sums_a) - metric_from_sums(metric, sums_b)
+    differences = _from_sums(how, sums_a) - _from_sums(how, sums_b)
     extreme = np.abs(differences) >= abs(observed) - 1e-12
     return PairedTest(observed, float((1 + extreme.sum()) / (1 + resamples)))
 
 
 def bootstrap_table(per_image: pd.DataFrame, metrics: list[str], *, resamples: int = 1000,
-                    seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+                    seed: int = 0, level: float = 0.95, columns: Catalogue | None = None) -> pd.DataFrame:
     """One row per (model, dataset, metric) that can be bootstrapped: value, lo, hi."""
-    names = [m for m in metrics if m in bootstrappable(per_image)]
+    columns = _declared(columns)
+    names = [m for m in metrics if m in bootstrappable(per_image, columns)]
     groups = per_image.groupby(["model", "dataset"], sort=False) if names else []
     rows = []
     for (model, dataset), images in groups:
         for metric in names:
-            interval = bootstrap(images, metric, resamples=resamples, seed=seed, level=level)
+            interval = bootstrap(images, metric, resamples=resamples, seed=seed, level=level, columns=columns)
             rows.append({"model": model, "dataset": dataset, "metric": metric,
                          "value": interval.value, "lo": interval.lo, "hi": interval.hi})
     return pd.DataFrame(rows, columns=["model", "dataset", "metric", "value", "lo", "hi"])
+
+
+def _declared(columns: Catalogue | None) -> Catalogue:
+    """``columns``, or every group's declarations at their default options."""
+    return catalogue() if columns is None else columns
 
 
 def _aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

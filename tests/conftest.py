@@ -173,6 +173,15 @@ class FakeRuns:
         return matrices
 
     @staticmethod
+    def suite_metrics(options: dict | None) -> dict:
+        """As the runner records them: every group, ``{}`` for those in ``options`` and null for the others."""
+        from segbench.registry import METRICS, load_plugins
+
+        load_plugins()
+        recorded = options or {"accuracy": {}}
+        return {name: {} if name in recorded else None for name in [*METRICS, *recorded]}
+
+    @staticmethod
     def write(root: Path, cells: dict, *, bf: dict | None = None, extra: dict | None = None,
               image_values: dict | None = None, options: dict | None = None, suite_metrics: dict | None = None,
               finished: str = "2025-01-01T00:00:00+00:00", suite_name: str = "fake",
@@ -180,8 +189,8 @@ class FakeRuns:
         """cells: {(model, dataset): [KxK confusion per image]}; bf: {(model, dataset): (images, K) array
         with NaN where not evaluated}; extra: {(model, dataset): {summary column: value}}; image_values:
         {(model, dataset): {per-image column: one value (or per-class list) per image}}; options: each
-        cell's metric options; suite_metrics: the manifest's ``suite_resolved.metrics`` (default: ``{}``
-        for each group of ``options``)."""
+        cell's metric options; suite_metrics: the manifest's ``suite_resolved.metrics`` (default:
+        :meth:`suite_metrics` of ``options``)."""
         import json
 
         import numpy as np
@@ -229,7 +238,7 @@ class FakeRuns:
         pd.concat(per_class, ignore_index=True).to_parquet(root / "per_class.parquet")
         pd.concat(per_image, ignore_index=True).to_parquet(root / "per_image.parquet")
         manifest = {"suite_name": suite_name, "run_id": root.name, "created": finished, "updated": finished,
-                    "suite_resolved": {"metrics": suite_metrics or {key: {} for key in options or {"accuracy": {}}}},
+                    "suite_resolved": {"metrics": suite_metrics or FakeRuns.suite_metrics(options)},
                     "cells": manifest_cells}
         (root / "manifest.json").write_text(json.dumps(manifest))
         return root

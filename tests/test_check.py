@@ -1,7 +1,9 @@
 """The regression check on hand-made baseline and candidate run folders, in Python and on the command line."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -95,6 +97,120 @@ def test_different_metric_options_are_refused_with_the_difference_named(make):
     assert result.exit_code == 2 and "boundary" in result.output
 
 
+def test_a_group_the_baseline_does_not_record_is_no_difference(make, fake_runs):
+    """A baseline from before a metric group existed compares with a run that has it; off vs on is refused."""
+    base = make("base", suite_metrics={"accuracy": {}})
+    newer = make("newer", suite_metrics={"accuracy": {}, "fine_grained": {}})
+    assert check(segbench.load(base), segbench.load(newer)).ok
+    off = make("off", suite_metrics={"accuracy": {}, "fine_grained": None})
+    with pytest.raises(UserError, match="fine_grained: baseline None, candidate {}"):
+        check(segbench.load(off), segbench.load(newer))
+
+
 def test_check_of_a_folder_that_is_no_run(make, tmp_path):
     result = runner.invoke(app, ["check", str(make("base")), str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+# ---------------------------------------------------------------- any declared figure, in its unit and direction
+
+DISTANCE_95 = {"accuracy": {}, "distance": {"percentile": 95.0}}
+DISTANCE_99 = {"accuracy": {}, "distance": {"percentile": 99.0}}
+
+
+@pytest.fixture
+def figures_run(tmp_path, fake_runs):
+    """figures_run(name, {model: {summary figure: value}}, suite metrics) -> a run folder on dataset d."""
+    def build(name, figures, suite_metrics, **kwargs):
+        cells = {(model, "d"): fake_runs.confusions(i, 10) for i, model in enumerate(figures)}
+        extra = {(model, "d"): values for model, values in figures.items()}
+        return fake_runs.write(tmp_path / name, cells, extra=extra, suite_metrics=suite_metrics, **kwargs)
+    return build
+
+
+def test_a_larger_mhd95_is_a_regression_beyond_its_tolerance_in_pixels(figures_run):
+    base = figures_run("base", {"a": {"mHD95": 10.0}, "b": {"mHD95": 20.0}}, DISTANCE_95)
+    other = figures_run("other", {"a": {"mHD95": 11.5}, "b": {"mHD95": 14.0}}, DISTANCE_95)
+    table = check(segbench.load(base), segbench.load(other), metrics=["mHD95"]).table.set_index("model")
+    assert table.loc["a", "regressed"] and table.loc["a", "reason"] == "rise > 1 px"
+    assert table.loc["a", "change"] == pytest.approx(1.5) and table.loc["a", "limit"] == 1.0
+    assert not table.loc["b", "regressed"] and table.loc["b", "change"] == pytest.approx(-6.0)  # it shrank
+    back = check(segbench.load(other), segbench.load(base), metrics=["mHD95"]).table.set_index("model")
+    assert list(back["regressed"]) == [False, True]  # a shrank by 1.5 px, b grew by 6 px
+
+    result = runner.invoke(app, ["check", str(base), str(other), "--metric", "mHD95"])
+    assert result.exit_code == 1 and "REGRESSED: rise > 1 px" in result.stdout and "1 regression(s)" in result.stdout
+    loose = runner.invoke(app, ["check", str(base), str(other), "--metric", "mHD95", "--tolerance", "mHD95=2"])
+    assert loose.exit_code == 0 and "no regression (2 checks)" in loose.stdout
+
+
+def test_a_distance_at_percentile_99_is_lower_is_better_because_the_run_declares_it(figures_run):
+    base = figures_run("base", {"a": {"mHD99": 30.0}}, DISTANCE_99)
+    grown = figures_run("grown", {"a": {"mHD99": 34.0}}, DISTANCE_99)
+    shrunk = figures_run("shrunk", {"a": {"mHD99": 26.0}}, DISTANCE_99)
+    result = runner.invoke(app, ["check", str(base), str(grown), "--metric", "mHD99", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["regressions"] == 1
+    [row] = report["rows"]
+    assert row["metric"] == "mHD99" and row["change"] == pytest.approx(4.0) and row["limit"] == 1.0
+    assert runner.invoke(app, ["check", str(base), str(shrunk), "--metric", "mHD99"]).exit_code == 0
+    # a tolerance of its own, in pixels; a figure given a tolerance is checked beside the default set
+    assert runner.invoke(app, ["check", str(base), str(grown), "--tolerance", "mHD99=5"]).exit_code == 0
+    result = runner.invoke(app, ["check", str(base), str(grown), "--tolerance", "mHD99=3", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and [r["metric"] for r in report["rows"]] == ["mIoU", "aAcc", "mAcc", "mHD99"]
+    assert [r["metric"] for r in report["rows"] if r["regressed"]] == ["mHD99"]
+
+
+def test_ci_knows_that_a_larger_distance_is_worse(tmp_path, fake_runs):
+    distances = np.random.default_rng(0).normal(10.0, 1.0, (30, 4))
+
+    def run(name, shift):
+        values = distances + shift
+        key = ("a", "d")
+        return segbench.load(fake_runs.write(
+            tmp_path / name, {key: fake_runs.confusions(0, 30)}, extra={key: {"mHD95": values.mean(axis=0).mean()}},
+            image_values={key: {"HD95": values}}, suite_metrics=DISTANCE_95))
+
+    base, farther = run("base", 0.0), run("farther", 0.5)
+    assert check(base, farther, metrics=["mHD95"]).ok  # 0.5 px on every image: within the 1 px tolerance ...
+    [row] = check(base, farther, metrics=["mHD95"], ci=True, resamples=200).table.to_dict("records")  # ... but seen
+    assert row["regressed"] and row["p_value"] == pytest.approx(1 / 201) and row["reason"] == "worse, p < 0.05"
+    [row] = check(base, run("closer", -0.5), metrics=["mHD95"], ci=True, resamples=200).table.to_dict("records")
+    assert not row["regressed"] and row["p_value"] < 0.05
+
+
+def test_tolerances_per_figure_in_their_unit(make):
+    base, worse = segbench.load(make("base")), segbench.load(make("worse", b_accuracy=0.75, latency_b=12.0))
+    table = check(base, worse, tolerances={"mIoU": 30, "latency_ms_p50": 1.25}).table
+    assert set(table.loc[table["regressed"], "metric"]) == {"aAcc", "mAcc"}
+    rows = table.set_index(["model", "metric"])
+    assert rows.loc[("b", "mIoU"), "limit"] == -30 and rows.loc[("b", "mIoU"), "change"] < -0.5
+    assert rows.loc[("b", "aAcc"), "limit"] == -0.5
+    assert rows.loc[("b", "latency_ms_p50"), "limit"] == 1.25
+    with pytest.raises(UserError, match="tolerance of latency_ms_p50 is 0.9; expected a ratio of at least 1"):
+        check(base, worse, tolerances={"latency_ms_p50": 0.9})
+    result = runner.invoke(app, ["check", str(base.root), str(worse.root), "--tolerance", "30",
+                                 "--tolerance", "aAcc=0.1", "--latency-ratio", "1.3", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and {r["metric"] for r in report["rows"] if r["regressed"]} == {"aAcc"}
+    result = runner.invoke(app, ["check", str(base.root), str(worse.root), "--tolerance", "mIoU=lots"])
+    assert result.exit_code == 2 and "FIGURE=LIMIT" in result.output
+
+
+def test_an_unknown_figure_is_one_line_naming_the_declared_figures_present(make):
+    base = make("base")
+    for name in ("mHD99", "num_images"):  # not declared by this run; declared with no direction
+        result = runner.invoke(app, ["check", str(base), str(base), "--metric", name])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert f"cannot check '{name}'" in result.output
+        assert "mIoU, aAcc, mAcc, fwIoU, mDice" in result.output and "latency_ms_p50" in result.output
+
+
+def test_the_committed_baseline_still_loads_reports_and_checks():
+    from segbench.report import render
+
+    baseline = segbench.load(Path(__file__).parents[1] / "results" / "baselines" / "demo")
+    result = check(baseline, baseline)
+    assert result.ok and list(dict.fromkeys(result.table["metric"])) == ["mIoU", "aAcc", "mAcc", "mBF"]
+    assert "| model | mIoU | aAcc | mAcc | mBF | mHD95 [px] |" in render(baseline, "md")

@@ -164,7 +164,62 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, nets):
 def test_list_and_env(tmp_path):
     models = segbench("list", "models")
     assert models.returncode == 0 and "builtin" in models.stdout and "unet" in models.stdout
-    assert "synthetic" in segbench("list", "datasets").stdout
+    rows = table_rows(models.stdout)  # each type with what its registration says it is
+    assert rows["builtin"][1] == "segbench's own nets: deeplabv3, fcn, pspnet, unet"
+    assert {"python", "predictions", "mmseg"} <= set(rows)
+    datasets = segbench("list", "datasets").stdout
+    assert "synthetic" in datasets and {"synthetic", "folder", "cityscapes"} <= set(table_rows(datasets))
     assert "accuracy" in segbench("list", "metrics").stdout
     env = json.loads(segbench("env").stdout)
     assert env["versions"]["segbench"] and env["device"] == "cpu"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The rows of the rich tables in ``text`` by their first cell (wrapped continuation lines left out)."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("│"):
+            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+            if cells[0]:
+                rows[cells[0]] = cells
+    return rows
+
+
+def test_list_metrics_prints_the_column_catalogue_and_the_groups():
+    result = segbench("list", "metrics")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert rows["mIoU"][1:5] == ["accuracy", "fraction", "higher", "yes"]
+    assert rows["mHD95"][1:5] == ["distance", "px", "lower", "yes"]
+    assert rows["latency_ms_p50"][1:5] == ["efficiency", "ms", "lower", "no"]
+    assert rows["latency_ms_p50"][5].startswith("median latency")
+    assert rows["accuracy"][1] == "always" and rows["boundary"][1] == "yes"
+    assert rows["boundary"][2].startswith("boundary F-score")
+    per_class = table_rows(segbench("list", "metrics", "--table", "per_class").stdout)
+    assert per_class["HD95"][1:5] == ["distance", "px", "lower", "no"] and "mIoU" not in per_class
+
+
+def test_the_run_leaderboard_shows_the_report_default_columns(tmp_path, fake_runs):
+    from rich.console import Console
+
+    from segbench.cli import leaderboard_table
+    from segbench.store import load
+
+    cells = {(model, "d"): fake_runs.confusions(i, 5, accuracy=accuracy)
+             for i, (model, accuracy) in enumerate((("weak", 0.6), ("strong", 0.95)))}
+    extra = {("weak", "d"): {"mHD99": 9.0, "latency_ms_p50": 3.0, "params": 2_500_000},
+             ("strong", "d"): {"mHD99": 5.0, "latency_ms_p50": 4.0, "params": 1_000_000}}
+    run = load(fake_runs.write(tmp_path / "run", cells, extra=extra,
+                               suite_metrics={"accuracy": {}, "distance": {"percentile": 99}}))
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table(run))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
+        "dataset", "model", "mIoU", "aAcc", "mAcc", "mHD99 [px]", "latency_ms_p50 [ms]", "params"]
+    summary = run.summary.set_index("model")
+    lines = [line for line in text.splitlines() if line.startswith("│")]
+    assert "strong" in lines[0] and "weak" in lines[1]  # best mIoU first
+    assert lines[0].split("│")[3].strip() == f"{100 * summary.loc['strong', 'mIoU']:.2f}"
+    assert [line.split("│")[6].strip() for line in lines] == ["5.00", "9.00"]
+    assert [line.split("│")[8].strip() for line in lines] == ["1.00M", "2.50M"]

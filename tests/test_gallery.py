@@ -163,3 +163,15 @@ def test_full_max_bounds_the_enlarged_pictures_only(run_dir):
     for thumbnail, full in pictures(page):
         assert decoded(full).size == (24, 16)
         assert decoded(thumbnail).size == (48, 32)
+
+
+def test_worst_by_mhd99_is_the_highest_because_the_run_declares_it(tmp_path):
+    suite = {**SUITE, "models": SUITE["models"][:1], "metrics": {"distance": {"percentile": 99}}}
+    run = segbench.run(suite, run_dir=tmp_path / "run")
+    page, _ = gallery(segbench.load(run), worst_count=3, by="mHD99")
+    per_image = pd.read_parquet(run / "per_image.parquet")
+    assert shown_ids(page) == per_image.nlargest(3, "mHD99")["image_id"].tolist()
+    assert "does worst by mHD99 (highest first)" in page
+    value = per_image.set_index("image_id").loc[shown_ids(page)[0], "mHD99"]
+    assert f"fcn: mHD99 {value:.1f}" in page  # in pixels, as stored
+    assert f"mHD99 {value:.1f}" in page.split("</h3>", 2)[1]  # and among the figures under the prediction

@@ -15,8 +15,8 @@ import segbench
 from segbench.api import execute
 from segbench.cli import app
 from segbench.errors import UserError
-from segbench.report import (ReportOptions, conventions, latex_escape, leaderboard_long, merge_runs,
-                             pareto_front, published_table, render)
+from segbench.report import (ReportOptions, conventions, latex_escape, leaderboard, leaderboard_long,
+                             merge_runs, pareto_front, published_table, render, results_catalogue)
 
 
 @pytest.fixture
@@ -242,3 +242,45 @@ def test_cli_report_mistakes_exit_2(two_models, args, message):
 def test_cli_report_of_a_folder_that_is_no_run(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+# ---------------------------------------------------------------- what a column is comes from the run's catalogue
+
+DISTANCE_99 = {"accuracy": {}, "distance": {"percentile": 99.0}}
+
+
+def distance_run(fake_runs, root, distances: dict, suite_metrics: dict = DISTANCE_99):
+    """A run folder of the models of ``distances`` ({model: mHD99}) on dataset d."""
+    cells = {(model, "d"): fake_runs.confusions(i, 5) for i, model in enumerate(distances)}
+    extra = {(model, "d"): {"mHD99": value} for model, value in distances.items()}
+    return segbench.load(fake_runs.write(root, cells, extra=extra, suite_metrics=suite_metrics))
+
+
+def test_the_lowest_mhd99_is_best_because_the_run_declares_it(tmp_path, fake_runs):
+    run = distance_run(fake_runs, tmp_path / "run", {"far": 9.0, "near": 5.0})
+    long = leaderboard_long(run)
+    assert list(long["metric"].unique()) == ["mIoU", "aAcc", "mAcc", "mHD99"]  # a leaderboard column, declared
+    assert long.loc[long["best"] & (long["metric"] == "mHD99"), "model"].tolist() == ["near"]
+    text = render(run, "md", ReportOptions(sort="mHD99"))
+    assert "| model | mIoU | aAcc | mAcc | mHD99 [px] |" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| near |", "| far |"))]
+    assert rows[0].startswith("| near |") and rows[0].endswith("| **5.00** |") and rows[1].endswith("| 9.00 |")
+
+
+def test_merged_runs_declare_the_columns_of_each_run(tmp_path, fake_runs):
+    distances = distance_run(fake_runs, tmp_path / "distances", {"far": 9.0, "near": 5.0})
+    plain = segbench.load(fake_runs.write(tmp_path / "plain", {("other", "d"): fake_runs.confusions(7, 5)}))
+    merged = merge_runs([plain, distances])
+    assert merged.manifest["merged_metrics"] == [fake_runs.suite_metrics(None), DISTANCE_99]
+    column = results_catalogue(merged).get("mHD99")
+    assert (column.unit, column.direction, column.bootstrap) == ("px", "lower", True)
+    text = render(merged, "md", ReportOptions(metrics=["mHD99"], sort="mHD99"))
+    assert "| near | **5.00** |" in text and "| far | 9.00 |" in text and "| other | - |" in text
+    # the Python API reads the same catalogue: a lower mHD99 ranks first
+    assert list(leaderboard(merged, ["mHD99"], sort="mHD99").index) == ["near", "far", "other"]
+
+
+def test_units_in_headers_and_per_class_titles(two_models):
+    text = render(two_models, "md", ReportOptions(per_class_metric="Dice"))
+    assert "| model | city/mIoU | city/aAcc | city/mAcc | city/latency_ms_p50 [ms] |" in text
+    assert "### Per-class Dice (%): city" in text

@@ -7,6 +7,7 @@ import pytest
 import segbench
 from segbench.errors import UserError
 from segbench.metrics.confusion import accuracy_from_counts
+from segbench.registry import catalogue
 from segbench.stats import bootstrap, bootstrap_table, bootstrappable, metric_from_sums, paired_test
 
 
@@ -117,3 +118,18 @@ def test_bootstrap_value_is_the_stored_figure_of_a_real_run(tmp_path, nets):
     for metric in names:
         assert bootstrap(results.per_image, metric, resamples=10).value == pytest.approx(
             summary[metric], nan_ok=True), metric
+
+
+def test_a_figure_bootstraps_because_its_declaration_says_so():
+    # distance at percentile 99: the group declares mHD99 as the mean over classes of per-image HD99
+    values = np.random.default_rng(3).normal(20.0, 2.0, 300)
+    per_image = pd.DataFrame({"model": "m", "dataset": "d", "image_id": range(300),
+                              "HD99": [[v, np.nan] for v in values]})
+    columns = catalogue({"accuracy": {}, "distance": {"percentile": 99}})
+    assert bootstrappable(per_image, columns) == ["mHD99"]
+    assert bootstrappable(per_image) == []  # at its default options the group declares HD95, not HD99
+    interval = bootstrap(per_image, "mHD99", resamples=1000, columns=columns)
+    assert interval.value == pytest.approx(values.mean()) and interval.lo < values.mean() < interval.hi
+    assert interval.hi - interval.lo == pytest.approx(2 * 1.96 * values.std(ddof=1) / np.sqrt(300), rel=0.15)
+    with pytest.raises(UserError, match="no bootstrap for 'mHD99'; possible: mIoU, aAcc, mAcc, mDice"):
+        bootstrap(per_image, "mHD99")
