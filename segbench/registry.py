@@ -41,6 +41,7 @@ BUILTIN_MODULES = (
     "segbench.models.exported",
     "segbench.models.hf_adapter",
     "segbench.metrics.confusion", "segbench.metrics.boundary", "segbench.metrics.distance",
+    "segbench.metrics.fine_grained",
     "segbench.profiling", "segbench.runner",
 )
 ENTRY_POINT_GROUPS = ("segbench.models", "segbench.datasets", "segbench.metrics")
@@ -166,7 +167,7 @@ def catalogue(metric_options: Mapping[str, Any] | None = None) -> Catalogue:
     not installed here have no columns."""
     load_plugins()
     columns = []
-    for name, group in METRICS.items():
+    for name, group in sorted(METRICS.items(), key=lambda item: _declared_order(item[1].state.__module__)):
         if metric_options is None:
             options: Any = group.options()
         elif name not in metric_options:
@@ -180,4 +181,11 @@ def catalogue(metric_options: Mapping[str, Any] | None = None) -> Catalogue:
             except ValidationError:  # recorded by another version of the group: its defaults' columns
                 options = group.options()
         columns += group.columns(options)
-    return Catalogue(columns + [column for declare in COLUMNS.values() for column in declare()])
+    others = sorted(COLUMNS.values(), key=lambda declare: _declared_order(declare.__module__))
+    return Catalogue(columns + [column for declare in others for column in declare()])
+
+
+def _declared_order(module: str) -> int:
+    """Built-in declarations in BUILTIN_MODULES' order, whichever was imported first; plugins after them, in
+    the order they registered (the sorts are stable). Leaderboards show columns in catalogue order."""
+    return BUILTIN_MODULES.index(module) if module in BUILTIN_MODULES else len(BUILTIN_MODULES)
