@@ -72,7 +72,10 @@ class DatasetType:
 class MetricGroup:
     """``state(num_classes, ignore_index, device, **options)`` is the mergeable state; ``columns(options)`` its
     figures. ``default_on``: whether a suite that does not name the group runs it; ``required``: whether a
-    suite may turn it off (``null``)."""
+    suite may turn it off (``null``). ``needs``: inputs beside (pred, label, image_id) that ``update`` takes as
+    keyword arguments, None where the model or dataset has none (the group then records itself as not
+    applicable): ``confidence`` (float HxW, the predicted class's probability) or a Sample extra such as
+    ``instances``."""
 
     name: str
     options: type[BaseModel]
@@ -81,6 +84,7 @@ class MetricGroup:
     default_on: bool = True
     required: bool = False
     describe: str = ""
+    needs: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelSource] = {}
@@ -129,9 +133,10 @@ def register_dataset(name: str, *, config: type[BaseModel], describe: str = "") 
 
 
 def register_metric(name: str, *, options: type[BaseModel], columns: Callable[[Any], list[Column]],
-                    default_on: bool = True, required: bool = False, describe: str = "") -> Callable[[T], T]:
+                    default_on: bool = True, required: bool = False, describe: str = "",
+                    needs: tuple[str, ...] = ()) -> Callable[[T], T]:
     def decorator(state: T) -> T:
-        _add(METRICS, name, MetricGroup(name, options, state, columns, default_on, required, describe))
+        _add(METRICS, name, MetricGroup(name, options, state, columns, default_on, required, describe, needs))
         return state
     return decorator
 

@@ -192,9 +192,14 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
         if cell.save_predictions:
             writer = PredictionWriter(staging, cell.id, info.colours())
         reporter.cell_started(cell.id, len(indices))
+        needs = {name: METRICS[name].needs for name in metrics}
         for samples in loader:
-            predictions = adapter.predict([s.image for s in samples], [s.id for s in samples])
-            for sample, prediction in zip(samples, predictions):
+            images, ids = [s.image for s in samples], [s.id for s in samples]
+            if any("confidence" in group for group in needs.values()):
+                predictions, confidences = adapter.predict_with_confidence(images, ids)
+            else:
+                predictions, confidences = adapter.predict(images, ids), None
+            for i, (sample, prediction) in enumerate(zip(samples, predictions)):
                 label = torch.from_numpy(sample.label).to(device, non_blocking=True)
                 shard.image_ids.append(sample.id)
                 label, shard.invalid[sample.id] = validate_pair(
@@ -202,8 +207,10 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
                     cell.dataset.invalid_labels)
                 if writer is not None:
                     writer.submit(sample.id, prediction)
-                for metric in metrics.values():
-                    metric.update(prediction, label, sample.id)
+                inputs = {**sample.extras, "confidence": None if confidences is None else confidences[i]}
+                for name, metric in metrics.items():
+                    extra = {need: inputs.get(need) for need in needs[name]}
+                    metric.update(prediction, label, sample.id, **extra)
             reporter.advance(len(samples))
         if writer is not None:
             shard.predictions = writer.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch.utils.data
@@ -13,11 +13,13 @@ from segbench.types import DatasetInfo
 
 @dataclass
 class Sample:
-    """One evaluation sample: ``image`` uint8 HxWx3 RGB, ``label`` int64 HxW."""
+    """One evaluation sample: ``image`` uint8 HxWx3 RGB, ``label`` int64 HxW, and what a reader has beside
+    them for the metric groups that need it (``extras``, e.g. ``instances``: int HxW instance ids)."""
 
     id: str
     image: np.ndarray
     label: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class SegDataset(torch.utils.data.Dataset):

@@ -26,6 +26,13 @@ class ModelAdapter:
         """One int64 HxW label map per image (HxWx3 uint8 RGB), on ``self.device``."""
         raise NotImplementedError
 
+    def predict_with_confidence(self, images: list[np.ndarray],
+                                ids: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """The label maps and, per image, the float HxW probability of the predicted class (the top-label
+        confidence), for the groups that need it (calibration). Adapters without probabilities (saved
+        predictions) keep this default: None."""
+        return self.predict(images, ids), None
+
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[Any, ...]]:
         """The network and the arguments of its forward pass on these images, already preprocessed.
 
