@@ -42,6 +42,8 @@ BUILTIN_MODULES = (
     "segbench.models.hf_adapter",
     "segbench.metrics.confusion", "segbench.metrics.boundary", "segbench.metrics.distance",
     "segbench.metrics.fine_grained",
+    "segbench.metrics.cityscapes",
+    "segbench.metrics.calibration",
     "segbench.profiling", "segbench.runner",
 )
 ENTRY_POINT_GROUPS = ("segbench.models", "segbench.datasets", "segbench.metrics")

@@ -17,7 +17,7 @@ import io
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,9 @@ Format = Literal["md", "csv", "tex", "html"]
 CiStyle = Literal["pm", "interval"]
 
 MERGED_METRICS = "merged_metrics"  # a merged manifest's key: the metric options of each run merged
+MERGED_TABLES = ("summary", "per_class", "per_image", "confusion", "calibration")  # merge_runs keeps the winners'
+TOP_CONFUSIONS = 10  # off-diagonal cells in a report's top-confusions table, per (model, dataset)
+HEATMAP_CLASSES = 30  # a confusion heatmap with more classes shows the most confused ones alone
 
 
 # ---------------------------------------------------------------- metrics
@@ -105,7 +108,7 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
     order = ["finished", "run"] if prefer == "newest" else ["run"]
     winners = keys.sort_values(order, na_position="first").groupby(["model", "dataset"]).tail(1)
     winners = winners.sort_values(["run", "position"])
-    tables = {name: _winning_rows(runs, winners, name) for name in ("summary", "per_class", "per_image")}
+    tables = {name: _winning_rows(runs, winners, name) for name in MERGED_TABLES}
     cells = {cell_id: entry | {"run_dir": str(run.root)} for run in runs
              for cell_id, entry in run.manifest.get("cells", {}).items() if entry.get("status") != "complete"}
     cells |= {row.cell_id: {"model": row.model, "dataset": row.dataset, "status": "complete",
@@ -118,7 +121,11 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
         MERGED_METRICS: [options for run in runs for options in _recorded_metrics(run.manifest)],
     }
     root = Path(os.path.commonpath([str(run.root.resolve()) for run in runs]))
-    return RunResults(root, manifest, **tables)
+    declared = {f.name for f in fields(RunResults)}
+    merged = RunResults(root, manifest, **{name: rows for name, rows in tables.items() if name in declared})
+    for name in tables.keys() - declared:  # a table the store does not declare (yet): kept all the same
+        setattr(merged, name, tables[name])
+    return merged
 
 
 def missing_cells(results: RunResults) -> list[str]:
@@ -157,9 +164,9 @@ def _result_keys(run: RunResults, index: int) -> pd.DataFrame:
 def _winning_rows(runs: Sequence[RunResults], winners: pd.DataFrame, name: str) -> pd.DataFrame:
     frames = []
     for index, run in enumerate(runs):
-        table = getattr(run, name)
+        table = getattr(run, name, None)
         mine = winners.loc[winners["run"] == index, ["model", "dataset"]]
-        if not table.empty and not mine.empty:
+        if table is not None and not table.empty and not mine.empty:
             frames.append(table.merge(mine, on=["model", "dataset"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -273,6 +280,63 @@ def published_table(summary: pd.DataFrame) -> pd.DataFrame:
     table = rows[["model", "dataset", *columns, "mIoU"]].reset_index(drop=True)
     if f"{PUBLISHED_PREFIX}mIoU" in columns:
         table["delta_mIoU"] = table["mIoU"] - table[f"{PUBLISHED_PREFIX}mIoU"]
+    return table
+
+
+def _class_names(results: RunResults, model: str, dataset: str) -> dict[int, str]:
+    """class id -> class name of a (model, dataset), from its per-class rows."""
+    rows = results.per_class
+    if rows.empty or "class_name" not in rows.columns:
+        return {}
+    rows = rows[(rows["model"] == model) & (rows["dataset"] == dataset)]
+    return {int(i): str(n) for i, n in zip(rows["class_id"], rows["class_name"])}
+
+
+def top_confusions(results: RunResults, top: int = TOP_CONFUSIONS) -> pd.DataFrame:
+    """The ``top`` largest off-diagonal cells of each (model, dataset)'s confusion matrix, most pixels first.
+
+    Columns: model, dataset, label_class_id, label_class, predicted_class_id,
+    predicted_class, pixels, share (of the label class's labelled pixels, a fraction).
+    Empty when the runs hold no confusion rows.
+    """
+    names = ["model", "dataset", "label_class_id", "label_class", "predicted_class_id", "predicted_class",
+             "pixels", "share"]
+    confusion = results.confusion
+    if confusion.empty:
+        return pd.DataFrame(columns=names)
+    totals = confusion.groupby(["model", "dataset", "label_class_id"], sort=False)["pixels"].transform("sum")
+    rows = confusion.assign(share=confusion["pixels"] / totals)
+    rows = rows[(rows["label_class_id"] != rows["predicted_class_id"]) & (rows["pixels"] > 0)]
+    rows = rows.sort_values(["pixels", "label_class_id", "predicted_class_id"], ascending=[False, True, True],
+                            kind="stable")
+    frames = []
+    for (model, dataset), cell in rows.groupby(["model", "dataset"], sort=False):
+        cell = cell.head(top).copy()
+        label = _class_names(results, model, dataset)
+        cell["label_class"] = [label.get(int(i), str(i)) for i in cell["label_class_id"]]
+        cell["predicted_class"] = [label.get(int(i), str(i)) for i in cell["predicted_class_id"]]
+        frames.append(cell[names])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=names)
+
+
+def confusion_matrix(results: RunResults, model: str, dataset: str) -> pd.DataFrame:
+    """A (model, dataset)'s confusion matrix in pixels: rows label class id, columns predicted class id,
+    over the classes of its per-class rows and of its confusion rows."""
+    confusion = results.confusion
+    rows = confusion[(confusion["model"] == model) & (confusion["dataset"] == dataset)]
+    ids = sorted(set(_class_names(results, model, dataset)) | set(rows["label_class_id"].astype(int))
+                 | set(rows["predicted_class_id"].astype(int)))
+    matrix = rows.pivot_table(index="label_class_id", columns="predicted_class_id", values="pixels",
+                              aggfunc="sum", fill_value=0)
+    return matrix.reindex(index=ids, columns=ids, fill_value=0).astype(float)
+
+
+def _calibration(results: RunResults) -> pd.DataFrame:
+    """The reliability diagrams' bins (calibration.parquet); empty for runs without them."""
+    table = getattr(results, "calibration", None)
+    needed = {"model", "dataset", "lower", "upper", "pixels", "accuracy", "mean_confidence"}
+    if not isinstance(table, pd.DataFrame) or table.empty or not needed <= set(table.columns):
+        return pd.DataFrame()
     return table
 
 
@@ -414,6 +478,28 @@ def _per_class_texts(results: RunResults, metric: str, order: list[str], columns
         title = f"Per-class {metric}{f' ({unit})' if unit else ''}: {dataset}"
         tables[dataset] = TextTable(title, ["class", *models], body)
     return tables
+
+
+def _confusion_texts(results: RunResults, order: list[str], decimals: int) -> dict[tuple[str, str], TextTable]:
+    """One table per (model, dataset) with confusion rows: its largest off-diagonal cells."""
+    top = top_confusions(results)
+    tables = {}
+    for dataset in results.summary["dataset"].unique():
+        for model in order:
+            rows = top[(top["model"] == model) & (top["dataset"] == dataset)]
+            if rows.empty:
+                continue
+            body = [[Cell(row.label_class), Cell(row.predicted_class), Cell(_count(row.pixels, decimals)),
+                     Cell(f"{100 * row.share:.{decimals}f}")] for row in rows.itertuples()]
+            tables[(model, dataset)] = TextTable(
+                f"Top confusions: {model} on {dataset}",
+                ["label class", "predicted as", "pixels", "share of the label class's pixels (%)"], body, labels=2)
+    return tables
+
+
+def _count(value: float, decimals: int) -> str:
+    """A pixel count: whole below a million, else with a suffix (M, G, T)."""
+    return f"{int(value)}" if abs(value) < 1e6 else format_value(None, float(value), decimals)
 
 
 def _published_text(summary: pd.DataFrame, columns: Catalogue, decimals: int) -> TextTable | None:
@@ -560,9 +646,11 @@ class Document:
     per_class: dict[str, TextTable]  # by dataset
     published: TextTable | None
     missing: list[str]  # the run folders' cells that have no result here (:func:`missing_cells`)
+    confusions: dict[tuple[str, str], TextTable] = field(default_factory=dict)  # by (model, dataset)
 
     def tables(self) -> list[TextTable]:
-        return [self.leaderboard, *self.per_class.values(), *([self.published] if self.published else [])]
+        return [self.leaderboard, *self.per_class.values(), *self.confusions.values(),
+                *([self.published] if self.published else [])]
 
 
 def render(results: RunResults, fmt: Format = "md", options: ReportOptions | None = None) -> str:
@@ -583,7 +671,8 @@ def render(results: RunResults, fmt: Format = "md", options: ReportOptions | Non
         title, [_legend(options.ci, options.resamples, options.alpha), *conventions(results)],
         _leaderboard_text(long, order, columns, options.decimals, options.ci_style, f"Leaderboard: {title}"),
         _per_class_texts(results, options.per_class_metric, order, columns, options.decimals),
-        _published_text(results.summary, columns, options.decimals), missing_cells(results))
+        _published_text(results.summary, columns, options.decimals), missing_cells(results),
+        _confusion_texts(results, order, options.decimals))
     if fmt == "md":
         return _markdown_document(document)
     if fmt == "tex":
@@ -616,6 +705,8 @@ def _latex_document(document: Document) -> str:
              to_latex(document.leaderboard, caption, document.leaderboard.title)]
     parts += [to_latex(t, t.title + ". Bold: the best of each row.", t.title)
               for t in document.per_class.values()]
+    parts += [to_latex(t, t.title + ": the largest off-diagonal cells of the confusion matrix.", t.title)
+              for t in document.confusions.values()]
     if document.published:
         parts.append(to_latex(document.published, document.published.title + ".", "published"))
     return "\n".join(parts)
@@ -645,6 +736,19 @@ def _html_document(document: Document, results: RunResults, columns: Catalogue, 
         body += [f"<h2>{html.escape(table.title)}</h2>",
                  _png(_per_class_figure(results, dataset, columns.get(options.per_class_metric, "per_class"),
                                         options.per_class_metric, models)), to_html(table)]
+    for (model, dataset), table in document.confusions.items():
+        body += [f"<h2>Confusions: {html.escape(model)} on {html.escape(dataset)}</h2>",
+                 _confusion_section(results, model, dataset), f"<h3>{html.escape(table.title)}</h3>",
+                 to_html(table)]
+    calibration = _calibration(results)
+    for dataset in results.summary["dataset"].unique():
+        rows = calibration[calibration["dataset"] == dataset] if not calibration.empty else calibration
+        if not rows.empty:
+            models = [m for m in _models_of(document) if m in set(rows["model"])]
+            body += [f"<h2>Reliability: {html.escape(dataset)}</h2>",
+                     '<p class="note">Bars: the accuracy of the pixels whose top-label confidence falls in each '
+                     "bin; dots: at the bin's mean confidence; dashed: perfect calibration.</p>",
+                     _png(_reliability_figure(results, rows, dataset, models, columns, options.decimals))]
     if document.published:
         body += [f"<h2>{html.escape(document.published.title)}</h2>", to_html(document.published)]
     if options.galleries:
@@ -654,6 +758,11 @@ def _html_document(document: Document, results: RunResults, columns: Catalogue, 
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>segbench report: {html.escape(document.title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def _models_of(document: Document) -> list[str]:
+    """The models of the leaderboard, best first."""
+    return [row[0].text for row in document.leaderboard.rows]
 
 
 # ---------------------------------------------------------------- figures (matplotlib, embedded)
@@ -728,4 +837,95 @@ def _scatter_figure(rows: pd.DataFrame, dataset: str, accuracy: str, latency: st
     axes.set_title(f"Accuracy versus latency: {dataset}")
     axes.legend(fontsize="small")
     axes.grid(alpha=0.3)
+    return figure
+
+
+def _confusion_section(results: RunResults, model: str, dataset: str) -> str:
+    """The row-normalised heatmap of a (model, dataset), with a note when it shows some classes only."""
+    counts = confusion_matrix(results, model, dataset)
+    shown = _most_confused(counts, HEATMAP_CLASSES)
+    names = _class_names(results, model, dataset)
+    section = [_png(_confusion_figure(counts, shown, names, model, dataset))]
+    if len(shown) < len(counts):
+        section.append(f'<p class="note">The {len(shown)} of {len(counts)} classes with the most confused '
+                       "pixels (as label or as prediction) alone; each row is still a share of all of its "
+                       "label class's pixels.</p>")
+    return "\n".join(section)
+
+
+def _most_confused(counts: pd.DataFrame, limit: int) -> list[int]:
+    """All class ids when there are at most ``limit``; else the ``limit`` with the most off-diagonal pixels
+    in their row and column, in class order."""
+    ids = list(counts.index)
+    if len(ids) <= limit:
+        return ids
+    values = counts.to_numpy()
+    off = values.sum(axis=1) + values.sum(axis=0) - 2 * np.diag(values)
+    ranked = sorted(range(len(ids)), key=lambda i: (-off[i], ids[i]))[:limit]
+    return [ids[i] for i in sorted(ranked)]
+
+
+def _confusion_figure(counts: pd.DataFrame, shown: list[int], names: dict[int, str], model: str,
+                      dataset: str) -> Any:
+    from matplotlib.figure import Figure
+
+    labelled = counts.sum(axis=1)
+    share = counts.div(labelled.where(labelled > 0), axis=0).loc[shown, shown].to_numpy()
+    n = len(shown)
+    side = min(16.0, 3.0 + 0.3 * n)
+    figure = Figure(figsize=(side + 1.5, side), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(100 * share, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
+    tick_names = [names.get(i, str(i)) for i in shown]
+    size = "small" if n <= 20 else "x-small"
+    axes.set_xticks(np.arange(n), tick_names, rotation=90, fontsize=size)
+    axes.set_yticks(np.arange(n), tick_names, fontsize=size)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("label class")
+    some = f" ({n} of {len(counts)} classes)" if n < len(counts) else ""
+    axes.set_title(f"Confusion (% of the label class's pixels): {model} on {dataset}{some}")
+    if n <= 20:
+        for (row, column), value in np.ndenumerate(share):
+            if np.isfinite(value) and value >= 0.005:
+                axes.text(column, row, f"{100 * value:.0f}", ha="center", va="center", fontsize="x-small",
+                          color="white" if value > 0.5 else "black")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="% of the label class's pixels")
+    return figure
+
+
+def _reliability_figure(results: RunResults, rows: pd.DataFrame, dataset: str, models: list[str],
+                        columns: Catalogue, decimals: int) -> Any:
+    """One panel per model: accuracy per confidence bin, the bins' mean confidence, the diagonal; ECE in
+    the panel's title when the summary has it."""
+    from matplotlib.figure import Figure
+
+    ncols = min(4, len(models))
+    nrows = -(-len(models) // ncols)
+    figure = Figure(figsize=(3.6 * ncols, 3.6 * nrows), layout="constrained")
+    panels = np.atleast_1d(figure.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
+    summary = results.summary.set_index(["model", "dataset"])
+    for axes, model in zip(panels, models):
+        bins = rows[(rows["model"] == model) & (rows["pixels"] > 0)].sort_values("lower")
+        axes.bar(bins["lower"], bins["accuracy"], width=bins["upper"] - bins["lower"], align="edge",
+                 color="tab:blue", edgecolor="white", alpha=0.8, label="accuracy")
+        axes.scatter(bins["mean_confidence"], bins["accuracy"], s=12, color="tab:red", zorder=3,
+                     label="at mean confidence")
+        axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_xlabel("confidence")
+        axes.set_ylabel("accuracy")
+        title = model
+        if "ECE" in summary.columns and (model, dataset) in summary.index:
+            ece = summary.loc[(model, dataset), "ECE"]
+            if pd.notna(ece):
+                column = columns.get("ECE")
+                unit = _unit_label(column)
+                title += f" (ECE {format_value(column, ece, decimals)}{unit if unit in ('', '%') else ' ' + unit})"
+        axes.set_title(title, fontsize="medium")
+        axes.grid(alpha=0.3)
+    for axes in panels[len(models):]:
+        axes.set_visible(False)
+    panels[0].legend(fontsize="x-small", loc="upper left")
+    figure.suptitle(f"Reliability: {dataset}")
     return figure

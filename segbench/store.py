@@ -28,7 +28,7 @@ from segbench.errors import UserError
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 ROW_TABLES = ("per_class", "per_image")  # every complete cell has them
-EXTRA_TABLES = ("efficiency", "confusion")  # a cell has them when it measured or computed them
+EXTRA_TABLES = ("efficiency", "confusion", "calibration")  # a cell has them when it measured or computed them
 TABLES = ("summary", *ROW_TABLES, *EXTRA_TABLES)
 PREDICTIONS = "predictions"
 
@@ -222,6 +222,9 @@ class RunResults:
     efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
     confusion: pd.DataFrame = field(default_factory=pd.DataFrame)
     """One row per (model, dataset, label class, predicted class) with pixels > 0, ignore pixels excluded."""
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The reliability diagram: one row per (model, dataset, confidence bin) of the cells that ran the
+    calibration group with class probabilities: bin, lower, upper, pixels, mean_confidence, accuracy."""
 
 
 def load(run_dir: str | Path) -> RunResults:

@@ -185,12 +185,15 @@ class FakeRuns:
     def write(root: Path, cells: dict, *, bf: dict | None = None, extra: dict | None = None,
               image_values: dict | None = None, options: dict | None = None, suite_metrics: dict | None = None,
               finished: str = "2025-01-01T00:00:00+00:00", suite_name: str = "fake",
-              class_names: list | None = None) -> Path:
+              class_names: list | None = None, confusion: bool | list = False,
+              calibration: dict | None = None) -> Path:
         """cells: {(model, dataset): [KxK confusion per image]}; bf: {(model, dataset): (images, K) array
         with NaN where not evaluated}; extra: {(model, dataset): {summary column: value}}; image_values:
         {(model, dataset): {per-image column: one value (or per-class list) per image}}; options: each
         cell's metric options; suite_metrics: the manifest's ``suite_resolved.metrics`` (default:
-        :meth:`suite_metrics` of ``options``)."""
+        :meth:`suite_metrics` of ``options``); confusion: True (every cell) or the (model, dataset) keys whose
+        summed confusion matrix is written to confusion.parquet (non-zero cells); calibration: {(model, dataset):
+        rows with bin, lower, upper, pixels, mean_confidence, accuracy} for calibration.parquet."""
         import json
 
         import numpy as np
@@ -198,7 +201,7 @@ class FakeRuns:
 
         from segbench.metrics.confusion import accuracy_from_counts
 
-        summaries, per_class, per_image, manifest_cells = [], [], [], {}
+        summaries, per_class, per_image, manifest_cells, extras = [], [], [], {}, {}
         for (model, dataset), matrices in cells.items():
             k = len(matrices[0])
             names = class_names or [f"class_{i}" for i in range(k)]
@@ -232,11 +235,27 @@ class FakeRuns:
                       "finished": finished, "summary": summary}
             (root / "cells" / cell_id).mkdir(parents=True)
             (root / "cells" / cell_id / "cell.json").write_text(json.dumps(record))
+            tables = {}
+            if confusion is True or (model, dataset) in (confusion or []):
+                total = sum(matrices)
+                label, predicted = np.nonzero(total)
+                tables["confusion"] = pd.DataFrame({"model": model, "dataset": dataset, "label_class_id": label,
+                                                    "predicted_class_id": predicted,
+                                                    "pixels": total[label, predicted].astype(np.int64)})
+            if calibration and (model, dataset) in calibration:
+                bins = pd.DataFrame(calibration[(model, dataset)])
+                tables["calibration"] = pd.concat([pd.DataFrame({"model": [model] * len(bins),
+                                                                 "dataset": [dataset] * len(bins)}), bins], axis=1)
+            for name, frame in tables.items():
+                frame.to_parquet(root / "cells" / cell_id / f"{name}.parquet", index=False)
+                extras.setdefault(name, []).append(frame)
             manifest_cells[cell_id] = {"model": model, "dataset": dataset, "status": "complete",
                                        "finished": finished}
         pd.DataFrame(summaries).to_parquet(root / "summary.parquet")
         pd.concat(per_class, ignore_index=True).to_parquet(root / "per_class.parquet")
         pd.concat(per_image, ignore_index=True).to_parquet(root / "per_image.parquet")
+        for name, frames in extras.items():
+            pd.concat(frames, ignore_index=True).to_parquet(root / f"{name}.parquet", index=False)
         manifest = {"suite_name": suite_name, "run_id": root.name, "created": finished, "updated": finished,
                     "suite_resolved": {"metrics": suite_metrics or FakeRuns.suite_metrics(options)},
                     "cells": manifest_cells}

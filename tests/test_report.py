@@ -15,8 +15,9 @@ import segbench
 from segbench.api import execute
 from segbench.cli import app
 from segbench.errors import UserError
-from segbench.report import (ReportOptions, conventions, latex_escape, leaderboard, leaderboard_long,
-                             merge_runs, pareto_front, published_table, render, results_catalogue)
+from segbench.report import (HEATMAP_CLASSES, ReportOptions, conventions, latex_escape, leaderboard,
+                             leaderboard_long, merge_runs, pareto_front, published_table, render,
+                             results_catalogue, top_confusions)
 
 
 @pytest.fixture
@@ -284,3 +285,122 @@ def test_units_in_headers_and_per_class_titles(two_models):
     text = render(two_models, "md", ReportOptions(per_class_metric="Dice"))
     assert "| model | city/mIoU | city/aAcc | city/mAcc | city/latency_ms_p50 [ms] |" in text
     assert "### Per-class Dice (%): city" in text
+
+
+# ---------------------------------------------------------------- confusions and reliability diagrams
+
+NAMES = ["road", "car", "sky", "tree"]
+
+
+def hand_top(matrices: list, top: int = 10) -> list:
+    """(label id, predicted id, pixels, share of the label's pixels) of the largest off-diagonal cells."""
+    total = np.sum(matrices, axis=0)
+    cells = [(-int(total[i, j]), i, j) for i in range(len(total)) for j in range(len(total)) if i != j and total[i, j]]
+    return [(i, j, -p, -p / total[i].sum()) for p, i, j in sorted(cells)[:top]]
+
+
+@pytest.fixture
+def confused(tmp_path, fake_runs):
+    """Models a (accurate) and b (not) on dataset d, with confusion rows; c on d without."""
+    matrices = {("a", "d"): fake_runs.confusions(0, 6, accuracy=0.9),
+                ("b", "d"): fake_runs.confusions(1, 6, accuracy=0.5),
+                ("c", "d"): fake_runs.confusions(2, 6, accuracy=0.7)}
+    root = fake_runs.write(tmp_path / "run", matrices, class_names=NAMES, confusion=[("a", "d"), ("b", "d")])
+    return segbench.load(root), matrices
+
+
+def test_top_confusions_equal_a_hand_count(confused):
+    run, matrices = confused
+    top = top_confusions(run)
+    assert set(zip(top["model"], top["dataset"])) == {("a", "d"), ("b", "d")}
+    for model in ("a", "b"):
+        rows = top[top["model"] == model]
+        expected = hand_top(matrices[(model, "d")])
+        assert len(rows) == 10
+        assert list(zip(rows["label_class_id"], rows["predicted_class_id"], rows["pixels"])) == \
+            [(i, j, p) for i, j, p, _ in expected]
+        assert rows["share"].tolist() == pytest.approx([share for *_, share in expected])
+        assert rows["label_class"].tolist() == [NAMES[i] for i, *_ in expected]
+        assert rows["predicted_class"].tolist() == [NAMES[j] for _, j, *_ in expected]
+
+
+def test_reports_show_heatmaps_and_top_confusions(confused):
+    run, matrices = confused
+    i, j, pixels, share = hand_top(matrices[("b", "d")])[0]
+    row = f"| {NAMES[i]} | {NAMES[j]} | {pixels} | {100 * share:.2f} |"
+    text = render(run, "md")
+    assert "### Top confusions: a on d" in text and "### Top confusions: b on d" in text and row in text
+    assert "Top confusions: c on d" not in text  # c has no confusion rows
+    page = render(run, "html")
+    assert "<h2>Confusions: a on d</h2>" in page and "<h2>Confusions: b on d</h2>" in page
+    assert "Confusions: c on d" not in page
+    assert f"<tr><td>{NAMES[i]}</td><td>{NAMES[j]}</td><td>{pixels}</td><td>{100 * share:.2f}</td></tr>" in page
+    images = re.findall(r'src="data:image/png;base64,', page)
+    assert len(images) == 1 + 2  # the per-class bar chart, a heatmap per model with confusion rows
+    tex = render(run, "tex")
+    assert "Top confusions: b on d" in tex and tex.count(r"\begin{table}") == 1 + 1 + 2
+
+
+def test_runs_without_confusions_render_as_before(tmp_path, fake_runs):
+    run = segbench.load(fake_runs.write(tmp_path / "run", {("a", "d"): fake_runs.confusions(0, 4)}))
+    assert run.confusion.empty and top_confusions(run).empty
+    for fmt in ("md", "html", "tex"):
+        assert "onfusion" not in render(run, fmt) and "Reliability" not in render(run, fmt)
+    assert len(re.findall(r'src="data:', render(run, "html"))) == 1
+
+
+def test_heatmap_of_many_classes_shows_the_most_confused(tmp_path, fake_runs):
+    matrices = fake_runs.confusions(0, 2, classes=150, accuracy=0.8, pixels=4000)
+    run = segbench.load(fake_runs.write(tmp_path / "run", {("a", "ade"): matrices}, confusion=True))
+    page = render(run, "html")
+    assert f"The {HEATMAP_CLASSES} of 150 classes with the most confused pixels" in page
+    assert "<h3>Top confusions: a on ade</h3>" in page
+
+
+def test_merged_runs_keep_the_winners_confusion_rows(tmp_path, fake_runs):
+    old = fake_runs.write(tmp_path / "old", {("a", "d"): fake_runs.confusions(0, 5, accuracy=0.5),
+                                             ("only_old", "d"): fake_runs.confusions(1, 5)},
+                          finished="2025-01-01T00:00:00+00:00", confusion=True)
+    new = fake_runs.write(tmp_path / "new", {("a", "d"): fake_runs.confusions(2, 7, accuracy=0.9),
+                                             ("only_new", "d"): fake_runs.confusions(3, 5)},
+                          finished="2025-02-01T00:00:00+00:00", confusion=[("a", "d")])
+    old_run, new_run = segbench.load(old), segbench.load(new)
+    merged = merge_runs([new_run, old_run])
+    key = ["model", "dataset", "label_class_id", "predicted_class_id"]
+    expected = pd.concat([new_run.confusion, old_run.confusion[old_run.confusion["model"] == "only_old"]])
+    assert merged.confusion.sort_values(key).reset_index(drop=True).equals(
+        expected.sort_values(key).reset_index(drop=True))
+    assert "### Top confusions: a on d" in render(merged, "md")
+    assert "Top confusions: only_new" not in render(merged, "md")
+
+
+def calibration_bins(accuracy_gap: float, bins: int = 15) -> list:
+    edges = np.linspace(0, 1, bins + 1)
+    return [{"bin": b, "lower": edges[b], "upper": edges[b + 1], "pixels": 0 if b < 3 else 100 * b,
+             "mean_confidence": (edges[b] + edges[b + 1]) / 2,
+             "accuracy": max(0.0, (edges[b] + edges[b + 1]) / 2 - accuracy_gap)} for b in range(bins)]
+
+
+def load_calibrated(root):
+    """The run folder, its calibration table read by hand where the store does not read it (yet)."""
+    run = segbench.load(root)
+    if not hasattr(run, "calibration"):
+        run.calibration = pd.read_parquet(root / "calibration.parquet")
+    return run
+
+
+def test_html_has_the_reliability_diagram(tmp_path, fake_runs):
+    cells = {("a", "d"): fake_runs.confusions(0, 4), ("b", "d"): fake_runs.confusions(1, 4),
+             ("a", "e"): fake_runs.confusions(2, 4)}
+    calibration = {("a", "d"): calibration_bins(0.05), ("b", "d"): calibration_bins(0.2)}
+    extra = {("a", "d"): {"ECE": 0.05}, ("b", "d"): {"ECE": 0.2}}
+    run = load_calibrated(fake_runs.write(tmp_path / "run", cells, calibration=calibration, extra=extra))
+    page = render(run, "html")
+    assert "<h2>Reliability: d</h2>" in page and "Reliability: e" not in page
+    assert len(re.findall(r'src="data:', page)) == 2 + 1  # a bar chart per dataset, one reliability figure
+    assert "Reliability" not in render(run, "md")
+    other = segbench.load(fake_runs.write(tmp_path / "other", {("c", "d"): fake_runs.confusions(3, 4)},
+                                          finished="2025-02-01T00:00:00+00:00"))
+    merged = merge_runs([run, other])
+    assert sorted(merged.calibration["model"].unique()) == ["a", "b"] and len(merged.calibration) == 2 * 15
+    assert "<h2>Reliability: d</h2>" in render(merged, "html")

@@ -3,6 +3,10 @@
 Labels are ``*_gtFine_labelTrainIds.png`` when every image has one (what
 cityscapesScripts' createTrainIdLabelImgs writes and mmseg reads), otherwise
 ``*_gtFine_labelIds.png`` converted with the official id -> trainId table.
+When every image also has its ``*_gtFine_instanceIds.png`` (label id x 1000 +
+instance for the instances of instance classes, the label id elsewhere), a
+sample carries it as ``extras["instances"]``, for the ``cityscapes`` metric
+group (iIoU and the category figures).
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def cityscapes_pairs(root: Path, split: str) -> tuple[list[tuple[str, Path, Path
                     source=str(root))
 
 
+def instance_files(pairs: list[tuple[str, Path, Path]], kind: str) -> list[Path] | None:
+    """The ``*_gtFine_instanceIds.png`` beside each pair's label file, or None unless every one exists."""
+    files = [label.with_name(label.name.removesuffix(f"_gtFine_{kind}.png") + "_gtFine_instanceIds.png")
+             for _, _, label in pairs]
+    return files if all(path.is_file() for path in files) else None
+
+
 class CityscapesDataset(FilePairsDataset):
     def __init__(self, name: str, root: Path, split: str = "val") -> None:
         root = require_dir(Path(root), README_SECTION)
@@ -60,7 +71,10 @@ class CityscapesDataset(FilePairsDataset):
         info = DatasetInfo(name, len(CITYSCAPES_CLASSES), list(CITYSCAPES_CLASSES), 255,
                            list(CITYSCAPES_PALETTE))
         self.label_kind = kind
-        super().__init__(info, root, pairs, label_ids_lut() if kind == "labelIds" else None)
+        instances = instance_files(pairs, kind)
+        self.has_instances = instances is not None
+        super().__init__(info, root, pairs, label_ids_lut() if kind == "labelIds" else None,
+                         extras={"instances": instances} if instances is not None else None)
 
 
 class CityscapesDatasetConfig(DatasetBase):

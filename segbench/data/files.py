@@ -19,17 +19,22 @@ class FilePairsDataset(SegDataset):
 
     A lookup table is how datasets store labels in another encoding than the
     class index (Cityscapes' labelIds, ADE20K's zero label); values beyond the
-    table are an error.
+    table are an error. ``extras``: per name, one file per pair, read as stored
+    (int32 HxW, e.g. Cityscapes' ``instances``) into ``Sample.extras``.
     """
 
     def __init__(self, info: DatasetInfo, root: Path, pairs: list[tuple[str, Path, Path]],
-                 label_lut: np.ndarray | None = None) -> None:
+                 label_lut: np.ndarray | None = None, extras: dict[str, list[Path]] | None = None) -> None:
         self.info = info
         self.root = Path(root)
         self._ids = [pair[0] for pair in pairs]
         self._images = [pair[1] for pair in pairs]
         self._labels = [pair[2] for pair in pairs]
         self.label_lut = label_lut
+        self._extras = dict(extras or {})
+        for name, paths in self._extras.items():
+            if len(paths) != len(pairs):
+                raise ValueError(f"extra {name!r} has {len(paths)} files for {len(pairs)} pairs")
 
     def ids(self) -> list[str]:
         return self._ids
@@ -44,7 +49,15 @@ class FilePairsDataset(SegDataset):
                             source=str(image_path))
         if self.label_lut is not None:
             label = self._map(label, label_path)
-        return Sample(id=self._ids[index], image=image, label=label)
+        extras = {}
+        for name, paths in self._extras.items():
+            extra = read_label(paths[index])
+            if extra.shape != label.shape:
+                raise DataError(f"{name} file {paths[index]} is {extra.shape[0]}x{extra.shape[1]} (HxW) but "
+                                f"its label {label_path} is {label.shape[0]}x{label.shape[1]}",
+                                source=str(paths[index]))
+            extras[name] = extra.astype(np.int32)
+        return Sample(id=self._ids[index], image=image, label=label, extras=extras)
 
     def _map(self, label: np.ndarray, path: Path) -> np.ndarray:
         if label.min() < 0 or label.max() >= len(self.label_lut):
@@ -54,7 +67,10 @@ class FilePairsDataset(SegDataset):
 
     def fingerprint_parts(self) -> list[str]:
         lut = [] if self.label_lut is None else [f"lut:{self.label_lut.tolist()}"]
-        return lut + [pair_part(self.root, image, label) for image, label in zip(self._images, self._labels)]
+        parts = [pair_part(self.root, image, label) for image, label in zip(self._images, self._labels)]
+        extras = [f"{name}:{stat_part(self.root, path)}" for name, paths in sorted(self._extras.items())
+                  for path in paths]  # none without extras: the fingerprints of such layouts stay as they were
+        return lut + parts + extras
 
 
 def pair_part(root: Path, image: Path, label: Path) -> str:

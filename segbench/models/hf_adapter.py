@@ -268,6 +268,45 @@ class HFAdapter(ModelAdapter):
             predictions = [lut[p] for p in predictions]
         return predictions
 
+    @torch.inference_mode()
+    def predict_with_confidence(self, images: list[np.ndarray],
+                                ids: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """The label maps as ``predict`` gives them and, for logit models, the predicted class's probability:
+        the softmax of the logits upsampled to the image's size (bilinear, align_corners=False, as
+        post_process_semantic_segmentation upsamples them before its argmax). With a class_map, the
+        probability of the predicted dataset class sums its model classes'. Mask models (Mask2Former,
+        MaskFormer, OneFormer) hand over none: their semantic map is a sum of mask scores, not a probability
+        (None: the calibration group records itself as not applicable)."""
+        import torch.nn.functional as F
+
+        if len({image.shape for image in images}) > 1:
+            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
+            if any(p[1] is None for p in pairs):
+                return [p[0][0] for p in pairs], None
+            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
+        outputs = self.model(**self._inputs(images))
+        mask_model = getattr(outputs, MASK_FIELDS[0], None) is not None
+        for field in MASK_FIELDS if mask_model else LOGIT_FIELDS:
+            require_finite(getattr(outputs, field), ids, self.name)
+        sizes = [tuple(image.shape[:2]) for image in images]
+        maps = self.processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
+        predictions = [label_map.to(self.device, torch.int64) for label_map in maps]
+        if mask_model:
+            confidences = None
+        else:
+            probabilities = [F.interpolate(outputs.logits[i:i + 1].float(), size=size, mode="bilinear",
+                                           align_corners=False)[0].softmax(dim=0).to(self.device)
+                             for i, size in enumerate(sizes)]
+        if self.class_map is not None:
+            lut = self.class_map.to(self.device)
+            predictions = [lut[p] for p in predictions]
+            if not mask_model:
+                probabilities = [torch.zeros((self.num_classes, *p.shape[1:]), device=self.device)
+                                 .index_add_(0, lut, p) for p in probabilities]
+        if not mask_model:
+            confidences = [p.gather(0, pred[None])[0] for p, pred in zip(probabilities, predictions)]
+        return predictions, confidences
+
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         """The model and the processor's tensors (``pixel_values`` first): the model scope is the
         forward pass on processed inputs; processing and post-processing belong to end_to_end."""
