@@ -40,6 +40,9 @@ class RichReporter:
         self.shard_note = shard_note
         self.task = None
 
+    def run_started(self, run_dir: Path) -> None:
+        self.progress.console.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+
     def cell_started(self, cell_id: str, total: int) -> None:
         self.task = self.progress.add_task(cell_id + self.shard_note, total=total)
 
@@ -72,9 +75,18 @@ def leaderboard_table(results: "RunResults") -> Table:
         table.add_column(escape(column_header(name, columns.get(name))), justify="right")
     lower_first = [columns.get(name).direction == "lower" for name in names[:1]]
     ordered = summary.sort_values(["dataset", *names[:1]], ascending=[True, *lower_first])
+    untrained = False
     for _, row in ordered.iterrows():
-        table.add_row(row["dataset"], row["model"], *(format_value(columns.get(n), row[n], 2) for n in names))
+        mark = UNTRAINED_MARK if str(row.get("trained")) == "False" else ""  # numpy's False too
+        untrained = untrained or bool(mark)
+        table.add_row(row["dataset"], escape(row["model"]) + mark,
+                      *(format_value(columns.get(n), row[n], 2) for n in names))
+    if untrained:
+        table.caption = f"{UNTRAINED_MARK} random weights: not a trained model"
     return table
+
+
+UNTRAINED_MARK = "†"
 
 
 def _wide_console() -> Console:
@@ -89,17 +101,30 @@ def run(
     run_dir: Optional[Path] = typer.Option(None, help="Write the run exactly here; an existing run folder is resumed."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N; overrides the suite's device."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cells already complete with the same settings."),
+    continue_: bool = typer.Option(False, "--continue", help="Resume the newest run folder of SUITE under OUT "
+                                   "(e.g. after Ctrl-C or a failed cell) instead of starting a new one."),
 ) -> None:
     """Run every model of SUITE over every dataset of it and write a run folder.
 
-    The last line on stdout is the run folder's path. Exit 0 when every cell
-    succeeded, 1 when some cell failed (the others are still written), 2 for a
-    usage or suite error (nothing is written).
+    Example: `segbench run suites/demo.yaml`, then `segbench run suites/demo.yaml --continue`
+    to resume its newest run folder.
+
+    The run folder is named on stderr as the run starts; the last line on
+    stdout is its path. Exit 0 when every cell succeeded, 1 when some cell
+    failed (the others are still written), 2 for a usage or suite error
+    (nothing is written).
 
     Under torchrun (`torchrun --nproc-per-node N -m segbench run SUITE`) each
     process evaluates a shard of every dataset on its own device; rank 0
     merges the metric states exactly and alone writes and prints.
     """
+    _run_and_print(suite, f"`segbench run {suite}", run_dir=run_dir, out=out, device=device, resume=resume,
+                   continue_latest=continue_)
+
+
+def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[Path], out: Path,
+                   device: Optional[str], resume: bool, continue_latest: bool = False) -> None:
+    """Run a suite with progress on stderr, print the leaderboard and, last on stdout, the run folder."""
     from segbench.api import execute
     from segbench.distributed import world_from_env
     from segbench.runner import Interrupted
@@ -112,12 +137,13 @@ def run(
         # Under torchrun, rank 0 alone shows progress (of its own shard) and prints the results.
         with Progress(*columns, console=err_console, disable=not world.main) as progress:
             outcome = execute(suite, run_dir=run_dir, out=out, device=device, resume=resume,
+                              continue_latest=continue_latest,
                               reporter=RichReporter(progress, _shard_note(world.size)) if world.main else None)
     except UserError as error:
         fail(error, world.rank if world.size > 1 else None)
     except Interrupted as stop:
-        err_console.print(f"[bold yellow]interrupted:[/] the manifest says so; `segbench run {suite} --run-dir "
-                          f"{stop.run_dir}` resumes it", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold yellow]interrupted:[/] the manifest says so; {resume_hint} "
+                          f"--run-dir {stop.run_dir}` resumes it", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # before any cell started: nothing to resume
         err_console.print("[bold yellow]interrupted[/]", highlight=False)
@@ -131,6 +157,40 @@ def run(
         err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
     print(outcome.run_dir)
     raise typer.Exit(0 if outcome.ok else 1)
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option(..., help="TYPE:REF: mmseg:CONFIG (a model index name or a config file), "
+                              "python:module:function, onnx:FILE, torchscript:FILE, hf:FOLDER, builtin:ARCH."),
+    dataset: str = typer.Option(..., help="TYPE:ROOT: cityscapes:ROOT, ade20k:ROOT, folder:ROOT, ... "
+                                "(or synthetic)."),
+    checkpoint: Optional[str] = typer.Option(None, help="A local weights file (mmseg, python, builtin)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Classes: needed by python, onnx and "
+                                              "torchscript models and by folder datasets."),
+    out: Path = typer.Option(Path("results"), help="Parent folder: the run goes to OUT/eval/<run id>/."),
+    run_dir: Optional[Path] = typer.Option(None, help="Write the run exactly here."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Evaluate one model on one dataset without a suite file; writes an ordinary run folder.
+
+    Examples:
+
+      segbench eval --model mmseg:deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024 --checkpoint ckpt.pth --dataset cityscapes:data/cityscapes
+
+      segbench eval --model python:nets:build --num-classes 19 --dataset folder:data/mine
+
+      segbench eval --model onnx:model.onnx --num-classes 150 --dataset ade20k:data/ade
+
+    Paths are relative to the working folder; exit codes and output are those of `run`.
+    """
+    from segbench.api import eval_suite
+
+    try:
+        suite = eval_suite(model, dataset, checkpoint=checkpoint, num_classes=num_classes, device=device)
+    except UserError as error:
+        fail(error)
+    _run_and_print(suite, "`the same segbench eval", run_dir=run_dir, out=out, device=None, resume=True)
 
 
 def _shard_note(world_size: int) -> str:
@@ -235,11 +295,25 @@ def check(
                                                "the fractions and latencies that leaderboards show, those present."),
     resamples: int = typer.Option(1000, min=10, help="Permutations of --ci."),
     seed: int = typer.Option(0, help="Seed of --ci."),
+    relative: Optional[float] = typer.Option(
+        None, help="Each fraction checked must reach this share of the baseline's (0.99: 99 %, the MLPerf "
+        "rule), instead of --tolerance points."),
+    pair: Optional[list[str]] = typer.Option(
+        None, help="NET=NET_ONNX: compare model NET of the baseline with model NET_ONNX of the candidate, "
+        "dataset by dataset (the same run folder may be given twice), in rows of model NET=NET_ONNX; where "
+        "both saved predictions, their pixel agreement is a row. Repeat it for more pairs."),
+    agreement: Optional[float] = typer.Option(
+        None, help="With --pair: the share of pixels on which the pair's saved predictions must agree "
+        "(e.g. 0.999); needs save_predictions: true."),
+    allow_different_data: bool = typer.Option(
+        False, "--allow-different-data", help="Compare rows of a dataset whose fingerprint differs between "
+        "the runs (a note) instead of refusing them."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON, for machines."),
 ) -> None:
     """Check CANDIDATE against BASELINE: exit 0 when nothing regressed, 1 when something did.
 
-    Run folders made with different metric options are refused (exit 2), with the difference named.
+    Run folders made with different metric options, or whose data differ (a dataset's fingerprint), are
+    refused (exit 2), with the difference named.
     """
     import json
 
@@ -251,7 +325,9 @@ def check(
         points, tolerances = _tolerances(tolerance or [])
         result = check_runs(load(baseline), load(candidate), tolerance=points, tolerances=tolerances,
                             latency_ratio=latency_ratio, ci=ci, alpha=alpha, allow_missing=allow_missing,
-                            metrics=metric or None, resamples=resamples, seed=seed)
+                            metrics=metric or None, resamples=resamples, seed=seed, relative=relative,
+                            pairs=_pairs(pair or []) or None, agreement=agreement,
+                            allow_different_data=allow_different_data)
     except UserError as error:
         fail(error)
     if as_json:
@@ -268,6 +344,18 @@ def check(
     count = int(result.table["regressed"].sum())
     print(f"{count} regression(s)" if count else f"no regression ({len(result.table)} checks)")
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _pairs(values: list[str]) -> list[tuple[str, str]]:
+    """``--pair NET=NET_ONNX`` values as (baseline model, candidate model)."""
+    pairs = []
+    for value in values:
+        net, _, deployed = value.partition("=")
+        if not net or not deployed:
+            raise UserError(f"--pair {value!r}: expected NET=DEPLOYED, two model names, e.g. --pair net=net_onnx",
+                            field="pair")
+        pairs.append((net, deployed))
+    return pairs
 
 
 def _tolerances(values: list[str]) -> tuple[float, dict[str, float]]:

@@ -43,7 +43,27 @@ def resolve_path(value: Any, info: ValidationInfo) -> Any:
     return path
 
 
-SuitePath = Annotated[Path, BeforeValidator(resolve_path)]
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+MMSEG_WEIGHTS_HINT = ("such URLs are the `Weights` of mmseg's model index metafiles "
+                      "(`segbench list models` lists the index)")
+
+
+def reject_url(value: Any, hint: str = "") -> Any:
+    """A path given as a URL (http://, https://, s3://, ...) is an error: segbench downloads nothing."""
+    if isinstance(value, str) and _URL.match(value.strip()):
+        url = value.strip()
+        raise ValueError(f"{url!r} is a URL, and segbench downloads nothing: fetch it first, e.g. "
+                         f"`wget {url} -P checkpoints/`, and give the local path" + (f"; {hint}" if hint else ""))
+    return value
+
+
+def local_path(hint: str = "") -> BeforeValidator:
+    """The validator of every path field: no URL (``hint`` says where such URLs come from), then
+    :func:`resolve_path`."""
+    return BeforeValidator(lambda value, info: resolve_path(reject_url(value, hint), info))
+
+
+SuitePath = Annotated[Path, local_path()]
 
 
 def is_file_reference(value: str) -> bool:

@@ -58,6 +58,7 @@ register_columns("run", run_columns)
 class Reporter:
     """Progress callbacks; this one ignores them."""
 
+    def run_started(self, run_dir: Path) -> None: ...
     def cell_started(self, cell_id: str, total: int) -> None: ...
     def advance(self, count: int) -> None: ...
     def cell_finished(self, cell_id: str, status: str, error: str | None) -> None: ...
@@ -272,6 +273,12 @@ def _add_efficiency(output: CellOutput, cell: Cell, adapter: ModelAdapter, datas
                       "efficiency_seconds": time.perf_counter() - started}
 
 
+def summary_trained(trained: Any) -> bool | None:
+    """The summary's ``trained``: True, False, or None (null) where the provenance says "unknown" (a python
+    model without a checkpoint): a parquet column holds booleans and nulls, not booleans and text."""
+    return trained if isinstance(trained, bool) else None
+
+
 def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], metrics: dict,
                  invalid: dict[str, int], seconds: float) -> CellOutput:
     info = dataset.info
@@ -291,7 +298,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
         tables |= {name: pd.DataFrame({**keys, **columns}) for name, columns in result.tables.items()}
     per_image["invalid_label_pixels"] = per_image["image_id"].map(invalid).fillna(0).astype("int64")
     summary |= {"num_images": len(dataset), "invalid_label_pixels": int(sum(invalid.values())),
-                "trained": provenance.get("trained"), "eval_seconds": seconds}
+                "trained": summary_trained(provenance.get("trained")), "eval_seconds": seconds}
     summary |= {f"published_{key}": value for key, value in provenance.get("published", {}).items()}
     record = {"cell_id": cell.id, **keys, "settings": cell.settings(),
               "settings_digest": settings_digest(cell.settings()),
@@ -338,6 +345,8 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
         shared = world.broadcast((refusal or plan.to_run) if world.main else None)
         if isinstance(shared, UserError):
             raise shared
+        if world.main:
+            reporter.run_started(run_dir)
         return _run_cells(suite, run_dir, shared, plan, datasets, torch_device, reporter, world)
 
 

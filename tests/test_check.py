@@ -214,3 +214,85 @@ def test_the_committed_baseline_still_loads_reports_and_checks():
     result = check(baseline, baseline)
     assert result.ok and list(dict.fromkeys(result.table["metric"])) == ["mIoU", "aAcc", "mAcc", "mBF"]
     assert "| model | mIoU | aAcc | mAcc | mBF | mHD95 [px] |" in render(baseline, "md")
+
+
+# ---------------------------------------------------------------- the MLPerf rule, pairs, different data
+
+def test_relative_requires_each_fraction_to_reach_a_share_of_the_baseline(make):
+    base, slightly = segbench.load(make("base")), segbench.load(make("slightly", b_accuracy=0.845))
+    worse = segbench.load(make("worse", b_accuracy=0.84))
+    assert not check(base, slightly).ok  # mIoU drops by more than 0.5 points ...
+    rows = check(base, slightly, relative=0.99).table.set_index(["model", "metric"])
+    assert not rows["regressed"].any()  # ... but stays above 99 % of the baseline's
+    before, after = rows.loc[("b", "mIoU"), ["baseline", "candidate"]]
+    assert rows.loc[("b", "mIoU"), "change"] == pytest.approx(after / before)
+    assert rows.loc[("b", "mIoU"), "limit"] == 0.99
+    assert rows.loc[("b", "latency_ms_p50"), "limit"] == 1.10  # not a fraction: its ratio as before
+    table = check(base, worse, relative=0.99).table
+    regressed = table[table["regressed"]].set_index("metric")
+    expected = {m for m in ("mIoU", "aAcc", "mAcc")
+                if base.summary.set_index("model").loc["b", m] * 0.99 > worse.summary.set_index("model").loc["b", m]}
+    assert set(regressed.index) == expected and "mIoU" in expected
+    assert regressed.loc["mIoU", "reason"] == "below 99 % of the baseline"
+    assert check(base, worse, relative=0.98).ok
+
+    result = runner.invoke(app, ["check", str(base.root), str(worse.root), "--relative", "0.99"])
+    assert result.exit_code == 1 and "REGRESSED: below 99 % of the baseline" in result.stdout
+    assert "x0.99" in result.stdout  # the change shown as a ratio
+    assert runner.invoke(app, ["check", str(base.root), str(slightly.root), "--relative", "0.99"]).exit_code == 0
+    result = runner.invoke(app, ["check", str(base.root), str(worse.root), "--relative", "1.5"])
+    assert result.exit_code == 2 and "relative is 1.5" in result.output
+
+
+def test_a_pair_compares_two_models_of_the_runs(make):
+    base = make("base")
+    result = check(segbench.load(base), segbench.load(base), pairs=[("a", "b")], relative=0.99)
+    assert set(result.table["model"]) == {"a=b"} and result.ok
+    assert set(result.table["metric"]) == {"mIoU", "aAcc", "mAcc", "latency_ms_p50"}  # no predictions saved
+    worse = make("worse", b_accuracy=0.75)
+    result = runner.invoke(app, ["check", str(base), str(worse), "--pair", "a=b", "--pair", "b=b", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert {(r["model"], r["metric"]) for r in report["rows"] if r["regressed"]} == {
+        (pair, m) for pair in ("a=b", "b=b") for m in ("mIoU", "aAcc", "mAcc")}
+    # unknown models: one line naming the run's models
+    for pair, side in (("a=nope", "candidate"), ("nope=b", "baseline")):
+        result = runner.invoke(app, ["check", str(base), str(worse), "--pair", pair])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert f"no model 'nope' in the {side} run" in result.output and "a, b" in result.output
+    result = runner.invoke(app, ["check", str(base), str(worse), "--pair", "a"])
+    assert result.exit_code == 2 and "NET=DEPLOYED" in result.output
+    # --agreement without saved predictions: one error saying how to save them
+    result = runner.invoke(app, ["check", str(base), str(base), "--pair", "a=b", "--agreement", "0.999"])
+    assert result.exit_code == 2 and "save_predictions: true" in result.output
+    result = runner.invoke(app, ["check", str(base), str(base), "--agreement", "0.999"])
+    assert result.exit_code == 2 and "--pair" in result.output
+
+
+def _other_data(run: Path, images: int) -> Path:
+    """``run`` with dataset d's fingerprint and image count changed in every cell.json."""
+    for path in run.glob("cells/*/cell.json"):
+        record = json.loads(path.read_text())
+        record["dataset_fingerprint"] = "0123456789abcdef-other"
+        record["summary"]["num_images"] = images
+        path.write_text(json.dumps(record))
+    return run
+
+
+def test_rows_of_different_data_are_refused_unless_allowed(make):
+    base, other = make("base"), _other_data(make("other"), 30)
+    with pytest.raises(UserError, match="dataset 'd' differs between the baseline run .* and the candidate run"):
+        check(segbench.load(base), segbench.load(other))
+    result = runner.invoke(app, ["check", str(base), str(other)])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert f"baseline run {base} and the candidate run {other}" in result.output
+    assert "40 images in the baseline, 30 in the candidate" in message
+    assert "fingerprint fingerprint-d in the baseline, 0123456789abcdef in the candidate" in message
+    assert "--allow-different-data" in message
+    result = runner.invoke(app, ["check", str(base), str(other), "--allow-different-data"])
+    assert result.exit_code == 0 and "note: dataset d differs between the runs" in " ".join(result.output.split())
+    allowed = check(segbench.load(base), segbench.load(other), allow_different_data=True)
+    assert allowed.ok and "dataset d differs between the runs" in allowed.notes[0]
+    # a pair compares data across models: the same run's cells of the same data are fine
+    assert check(segbench.load(other), segbench.load(other), pairs=[("a", "b")]).ok

@@ -223,3 +223,123 @@ def test_the_run_leaderboard_shows_the_report_default_columns(tmp_path, fake_run
     assert lines[0].split("│")[3].strip() == f"{100 * summary.loc['strong', 'mIoU']:.2f}"
     assert [line.split("│")[6].strip() for line in lines] == ["5.00", "9.00"]
     assert [line.split("│")[8].strip() for line in lines] == ["1.00M", "2.50M"]
+
+
+# ---------------------------------------------------------------- issue 15: a smoother first hour
+
+def test_run_names_its_folder_on_stderr_before_the_first_cell(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE.replace("num_images: 6", "num_images: 2"))
+    result = segbench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    run_dir = result.stdout.strip().splitlines()[-1]
+    assert f"run folder: {run_dir}" in result.stderr
+    assert result.stderr.index("run folder:") < result.stderr.index("fcn__shapes")
+
+
+def test_continue_resumes_the_newest_run_folder_of_the_suite(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE.replace("num_images: 6", "num_images: 2"))
+    out = tmp_path / "results"
+    older = out / "tiny" / "20000101-000000-aaaa"  # an older run, by its manifest and by its name
+    older.mkdir(parents=True)
+    (older / "manifest.json").write_text(json.dumps({"created": "2000-01-01T00:00:00+00:00"}))
+    first = segbench("run", str(suite), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    newest = first.stdout.strip().splitlines()[-1]
+    again = segbench("run", str(suite), "--out", str(out), "--continue")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == newest
+    assert "fcn__shapes: complete in this run folder, skipped" in again.stderr
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == sorted(["20000101-000000-aaaa",
+                                                                      Path(newest).name])
+
+
+def test_continue_without_a_run_or_with_run_dir_exits_2(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE)
+    none = segbench("run", str(suite), "--out", str(tmp_path / "results"), "--continue")
+    assert none.returncode == 2
+    assert "no run folder of suite 'tiny'" in none.stderr and "Traceback" not in none.stderr
+    both = segbench("run", str(suite), "--continue", "--run-dir", str(tmp_path / "x"))
+    assert both.returncode == 2 and "--run-dir" in both.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("model, field", [
+    ("{name: m, type: builtin, arch: fcn, weights: 'https://example.org/fcn.pth'}", "weights"),
+    ("{name: m, type: python, factory: 'a:b', num_classes: 6, checkpoint: 's3://bucket/w.pth'}", "checkpoint"),
+    ("{name: m, type: onnx, path: 'http://example.org/m.onnx', num_classes: 6}", "path"),
+])
+def test_a_url_for_weights_is_a_suite_error_saying_to_fetch_it_first(tmp_path, model, field):
+    suite = tmp_path / "url.yaml"
+    suite.write_text(SUITE + f"  - {model}\n")
+    result = segbench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 2, result.stderr
+    text = " ".join(result.stderr.split())
+    assert "segbench downloads nothing: fetch it first, e.g. `wget" in text and field in text
+    assert not (tmp_path / "results").exists()
+
+
+def test_factory_module_beside_the_suite_imports_under_the_console_script(tmp_path):
+    script = Path(sys.executable).parent / "segbench"
+    if not script.is_file():
+        pytest.skip("no segbench console script beside the interpreter")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "my_local_nets.py").write_text(
+        "import torch\nfrom torch import nn\n\ndef build(num_classes):\n"
+        "    torch.manual_seed(0)\n    return nn.Conv2d(3, num_classes, kernel_size=1)\n")
+    (folder / "s.yaml").write_text(dedent("""\
+        name: local
+        device: cpu
+        num_workers: 0
+        datasets: [{name: shapes, type: synthetic, num_images: 2}]
+        models: [{name: mine, type: python, factory: 'my_local_nets:build', kwargs: {num_classes: 6},
+                  num_classes: 6}]
+        """))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(script), "run", str(folder / "s.yaml"), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "cells" / "mine__shapes" / "cell.json").read_text())
+    assert record["provenance"]["trained"] == "unknown"
+    assert "random weights" not in result.stderr  # the untrained warning is for False only
+
+
+def test_factory_without_a_colon_is_explained_in_words(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE + "  - {name: m, type: python, factory: nets.build, num_classes: 6}\n")
+    result = segbench("run", str(suite), "--out", str(tmp_path / "results"))
+    assert result.returncode == 2
+    assert "write the factory as 'module:function', e.g. 'nets:build'" in " ".join(result.stderr.split())
+
+
+def test_the_run_leaderboard_marks_models_with_random_weights(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE.replace("num_images: 6", "num_images: 2")
+                     + "  - {name: rnd, type: builtin, arch: fcn, weights: random}\n")
+    result = segbench("run", str(suite), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "rnd†" in result.stdout and "fcn†" not in result.stdout
+    assert "† random weights: not a trained model" in result.stdout
+    summary = pd.read_parquet(tmp_path / "run" / "summary.parquet").set_index("model")
+    assert summary.loc["fcn", "trained"] == True and summary.loc["rnd", "trained"] == False  # noqa: E712
+
+
+def test_eval_runs_one_model_on_one_dataset_without_a_suite_file(tmp_path):
+    (tmp_path / "evalnets.py").write_text(
+        "import torch\nfrom torch import nn\n\ndef build():\n"
+        "    torch.manual_seed(0)\n    return nn.Conv2d(3, 6, kernel_size=1)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "segbench", "eval", "--model", "python:evalnets:build",
+                             "--num-classes", "6", "--dataset", "synthetic", "--device", "cpu",
+                             "--out", "res"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / result.stdout.strip().splitlines()[-1]
+    assert run_dir.parent == tmp_path / "res" / "eval"
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    assert summary[["model", "dataset"]].values.tolist() == [["build", "synthetic"]]
+    bad = segbench("eval", "--model", "evalnets.build", "--dataset", "synthetic", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected TYPE:REF" in bad.stderr
+    assert "Examples" in segbench("eval", "--help").stdout

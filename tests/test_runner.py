@@ -387,3 +387,24 @@ def test_confusion_table_is_the_literal_matrix_without_ignore_pixels(tmp_path, f
     matrix[table["label_class_id"], table["predicted_class_id"]] = table["pixels"]
     assert (matrix == literal).all() and matrix.sum() == 2 * 48 - 4
     assert (matrix.sum(axis=1) == results.per_class["area_label"].to_numpy()).all()
+
+
+def test_python_model_without_checkpoint_is_trained_unknown_and_not_warned(tmp_path, nets):
+    from segbench.runner import Reporter
+
+    class Warnings(Reporter):
+        def __init__(self):
+            self.messages, self.run_dirs = [], []
+
+        def warn(self, message):
+            self.messages.append(message)
+
+        def run_started(self, run_dir):
+            self.run_dirs.append(run_dir)
+
+    reporter = Warnings()
+    outcome = execute(suite_dict([POINTWISE]), run_dir=tmp_path / "run", reporter=reporter)
+    record = json.loads((tmp_path / "run" / "cells" / "pw__shapes" / "cell.json").read_text())
+    assert record["provenance"]["trained"] == "unknown"
+    assert segbench.load(outcome.run_dir).summary["trained"].isna().all()  # null in the table: neither
+    assert reporter.messages == [] and reporter.run_dirs == [tmp_path / "run"]

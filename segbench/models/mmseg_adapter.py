@@ -11,14 +11,15 @@ import difflib
 import functools
 import pickle
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import yaml
 from pydantic import Field
 
-from segbench.config import ConfigRef, ModelBase, SuitePath, is_file_reference
+from segbench.config import (MMSEG_WEIGHTS_HINT, ConfigRef, ModelBase, SuitePath, is_file_reference,
+                             local_path)
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
 from segbench.models.base import ModelAdapter, require_finite
@@ -240,6 +241,54 @@ class MMSegAdapter(ModelAdapter):
             predictions = [lut[p] for p in predictions]
         return predictions
 
+    @torch.inference_mode()
+    def predict_with_confidence(self, images: list[np.ndarray],
+                                ids: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """The label maps as ``predict`` gives them, and the predicted class's probability.
+
+        Without TTA, the softmax of the result's ``seg_logits`` (the logits at the original size). With TTA,
+        mmseg's merged result keeps one view's logits only, so the views are run here as SegTTAModel's
+        ``test_step`` runs them, merged by its ``merge_preds`` (the same prediction), and the confidence is
+        the mean of the views' softmax, the probabilities the prediction came from. With a class_map, the
+        probability of the predicted dataset class sums its model classes'. A single-channel (sigmoid) model
+        hands over none (None).
+        """
+        from mmengine.dataset import pseudo_collate
+
+        if len({image.shape for image in images}) > 1:
+            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
+            if any(p[1] is None for p in pairs):
+                return [p[0][0] for p in pairs], None
+            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
+        data = pseudo_collate([self.pipeline({"img": np.ascontiguousarray(image[..., ::-1])})
+                               for image in images])
+        if getattr(self._segmentor(), "out_channels", 2) == 1:
+            return self.predict(images, ids), None
+        if hasattr(self.model, "merge_preds"):  # SegTTAModel: each view through the segmentor, then merged
+            views = [self.model.module.test_step({key: value[index] for key, value in data.items()})
+                     for index in range(len(next(iter(data.values()))))]
+            per_image = [list(samples) for samples in zip(*views)]
+            probabilities = [torch.stack([s.seg_logits.data.float().softmax(dim=0) for s in samples]).mean(0)
+                             for samples in per_image]
+            for samples, id_ in zip(per_image, ids):
+                for sample in samples:
+                    require_finite(sample.seg_logits.data[None], [id_], self.name)
+            results = self.model.merge_preds(per_image)
+        else:
+            results = self.model.test_step(data)
+            for result, id_ in zip(results, ids):
+                require_finite(result.seg_logits.data[None], [id_], self.name)
+            probabilities = [result.seg_logits.data.float().softmax(dim=0) for result in results]
+        predictions = [result.pred_sem_seg.data[0].to(self.device, torch.int64) for result in results]
+        probabilities = [p.to(self.device) for p in probabilities]
+        if self.class_map is not None:
+            lut = self.class_map.to(self.device)
+            probabilities = [torch.zeros((self.num_classes, *p.shape[1:]), device=self.device).index_add_(0, lut, p)
+                             for p in probabilities]
+            predictions = [lut[p] for p in predictions]
+        confidences = [p.gather(0, pred[None])[0] for p, pred in zip(probabilities, predictions)]
+        return predictions, confidences
+
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[torch.nn.Module, tuple[torch.Tensor]]:
         """The segmentor and its data_preprocessor's batch: ``segmentor(inputs)`` is mode 'tensor', mmseg's
         ``_forward`` (backbone, neck, decode head). mmseg's benchmark.py times mode 'predict', which adds
@@ -281,7 +330,8 @@ class MMSegModelConfig(ModelBase):
     type: Literal["mmseg"]
     config: ConfigRef
     """A name from mmseg's packaged model index, or a path to a config file."""
-    checkpoint: SuitePath | None = None
+    checkpoint: Annotated[Path, local_path(MMSEG_WEIGHTS_HINT)] | None = None
+    """A local file; a URL (the index's `Weights`) is an error: segbench downloads nothing."""
     tta: bool = False
     cfg_options: dict[str, Any] = Field(default_factory=dict)
     allow_unsafe_checkpoint: bool = False

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from segbench.config import (IMAGENET_MEAN, IMAGENET_STD, InferenceConfig, ModelBase, SuitePath,
-                             resolve_path)
+                             reject_url, resolve_path)
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
 from segbench.models.base import ModelAdapter, require_finite
@@ -44,16 +46,35 @@ class TorchAdapter(ModelAdapter):
         batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
         return (batch.permute(0, 3, 1, 2).float() - self.mean) / self.std
 
-    @torch.inference_mode()
-    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
-        if len({image.shape for image in images}) > 1:  # images of different sizes: one at a time
-            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+    def _scores(self, images: list[np.ndarray], ids: list[str]) -> torch.Tensor:
+        """N x K x H x W at the images' size: logits, or the mean softmax of the TTA views."""
         scores = segment(self.net, self.preprocess(images), self.inference)
         if scores.shape[1] != self.num_classes:
             raise UserError(f"the model returned {scores.shape[1]} channels, "
                             f"but num_classes is {self.num_classes}")
         require_finite(scores, ids, self.name)
-        return list(scores.argmax(dim=1))
+        return scores
+
+    @torch.inference_mode()
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        if len({image.shape for image in images}) > 1:  # images of different sizes: one at a time
+            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+        return list(self._scores(images, ids).argmax(dim=1))
+
+    @torch.inference_mode()
+    def predict_with_confidence(self, images: list[np.ndarray],
+                                ids: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The same argmax as ``predict``, and the predicted class's probability: the float32 softmax of the
+        logits at the image's size, or with TTA the averaged probabilities the prediction came from."""
+        if len({image.shape for image in images}) > 1:
+            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
+            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
+        scores = self._scores(images, ids)
+        predictions = scores.argmax(dim=1)
+        tta = self.inference.scales != [1.0] or self.inference.flip
+        probabilities = scores.float() if tta else scores.float().softmax(dim=1)
+        confidence = probabilities.gather(1, predictions[:, None])[:, 0]
+        return list(predictions), list(confidence)
 
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor]]:
         return self.net, (self.preprocess(images),)
@@ -93,7 +114,7 @@ class BuiltinModelConfig(ModelBase):
     def _weights_path(cls, value: str, info: ValidationInfo) -> str:
         if value in ("demo", "random"):
             return value
-        return str(resolve_path(value, info))
+        return str(resolve_path(reject_url(value), info))
 
     def input_paths(self, dataset: str) -> list[Path]:
         return [] if self.weights in ("demo", "random") else [Path(self.weights)]
@@ -119,8 +140,15 @@ def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.devi
                         provenance)
 
 
-def import_factory(path: str) -> Any:
-    """The callable named by 'package.module:attribute'; an import failure is a UserError."""
+def import_factory(path: str, folder: Path | None = None) -> Any:
+    """The callable named by 'package.module:attribute'; an import failure is a UserError.
+
+    ``folder`` (the suite file's) is put on the import path first, after what is
+    there already, so a module beside the suite imports under the console script
+    as under ``python -m`` (which has the working folder on it).
+    """
+    if folder is not None and str(folder) not in sys.path:
+        sys.path.append(str(folder))
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -135,7 +163,8 @@ def import_factory(path: str) -> Any:
 
 class PythonModelConfig(ModelBase):
     type: Literal["python"]
-    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    factory: str
+    """'module:function', e.g. 'nets:build': a module importable, or beside the suite file."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     num_classes: int = Field(ge=1)
     mean: tuple[float, float, float] = tuple(IMAGENET_MEAN)
@@ -143,17 +172,42 @@ class PythonModelConfig(ModelBase):
     checkpoint: SuitePath | None = None
     inference: InferenceConfig = InferenceConfig()
 
+    _suite_folder: Path | None = PrivateAttr(None)
+    """The suite file's folder (the validation's base_dir), where the factory's module may lie."""
+
+    @field_validator("factory")
+    @classmethod
+    def _module_colon_function(cls, value: str) -> str:
+        if not _FACTORY.match(value):
+            raise ValueError(f"factory {value!r}: write the factory as 'module:function', e.g. 'nets:build' "
+                             "(nets.py beside the suite, or an importable module; packages as 'pkg.nets:build')")
+        return value
+
+    @model_validator(mode="after")
+    def _remember_folder(self, info: ValidationInfo) -> "PythonModelConfig":
+        base = (info.context or {}).get("base_dir")
+        self._suite_folder = None if base is None else Path(base)
+        return self
+
     def input_paths(self, dataset: str) -> list[Path]:
         return [] if self.checkpoint is None else [self.checkpoint]
 
 
-@register_model("python", config=PythonModelConfig, check=lambda cfg: import_factory(cfg.factory))
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _factory(cfg: PythonModelConfig) -> Any:
+    return import_factory(cfg.factory, cfg._suite_folder)
+
+
+@register_model("python", config=PythonModelConfig, check=_factory)
 def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
-    net = import_factory(cfg.factory)(**cfg.kwargs)
+    net = _factory(cfg)(**cfg.kwargs)
     if not isinstance(net, nn.Module):
         raise UserError(f"{cfg.factory} returned {type(net).__name__}, not a torch.nn.Module",
                         field="factory")
-    provenance = {"type": "python", "factory": cfg.factory, "kwargs": cfg.kwargs, "trained": None}
+    # Without a checkpoint the factory may have loaded weights itself, or not: segbench cannot tell.
+    provenance = {"type": "python", "factory": cfg.factory, "kwargs": cfg.kwargs, "trained": "unknown"}
     if cfg.checkpoint is not None:
         provenance |= _load_into(net, cfg.checkpoint)
     return TorchAdapter(cfg.name, net, cfg.num_classes, list(cfg.mean), list(cfg.std), cfg.inference, device,
