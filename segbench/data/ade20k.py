@@ -6,7 +6,7 @@ As mmseg's reduce_zero_label: 0 -> ignore (255), every other value minus one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 

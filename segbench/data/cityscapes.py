@@ -12,7 +12,7 @@ group (iIoU and the category figures).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 

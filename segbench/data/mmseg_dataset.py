@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from segbench.config import ConfigRef, DatasetBase, SuitePath
 from segbench.types import DatasetInfo

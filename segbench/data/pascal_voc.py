@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from segbench.config import DatasetBase, SuitePath
 from segbench.types import DatasetInfo

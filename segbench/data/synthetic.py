@@ -10,7 +10,7 @@ objects (as Pascal VOC does) and, in some images, a "void" blob.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 

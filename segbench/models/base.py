@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segbench.errors import DataError
+from segbench.errors import DataError, UserError
+from segbench.types import DatasetInfo
 
 
 class ModelAdapter:
@@ -53,3 +54,18 @@ def require_finite(scores: torch.Tensor, ids: list[str], model: str) -> None:
         bad = [image_id for image_id, ok in zip(ids, finite.tolist()) if not ok]
         raise DataError(f"model {model!r} returned non-finite scores (NaN or inf) for image "
                         f"{', '.join(map(repr, bad))}")
+
+
+def class_map_table(class_map: list[int] | None, model_classes: int,
+                    info: DatasetInfo) -> torch.Tensor | None:
+    """The model class -> dataset class lookup table (None: the model's classes are the dataset's)."""
+    if class_map is None:
+        if model_classes != info.num_classes:
+            raise UserError(f"the model predicts {model_classes} classes but dataset {info.name!r} "
+                            f"has {info.num_classes}; give a class_map (model class -> dataset class)",
+                            field="class_map")
+        return None
+    if len(class_map) != model_classes or not all(0 <= c < info.num_classes for c in class_map):
+        raise UserError(f"class_map must list, for each of the model's {model_classes} classes, "
+                        f"a dataset class in [0, {info.num_classes})", field="class_map")
+    return torch.tensor(class_map, dtype=torch.int64)

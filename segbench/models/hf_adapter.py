@@ -27,7 +27,7 @@ from torch import nn
 from segbench.config import ModelBase, SuitePath
 from segbench.errors import UserError
 from segbench.fingerprint import file_sha256
-from segbench.models.base import ModelAdapter, require_finite
+from segbench.models.base import ModelAdapter, class_map_table, require_finite
 from segbench.registry import register_model
 from segbench.types import DatasetInfo
 
@@ -150,20 +150,6 @@ def check_model(cfg: HFModelConfig) -> None:
     require_transformers()
     check_files(cfg)
     model_class(load_config(cfg))
-
-
-def class_map_table(class_map: list[int] | None, model_classes: int, info: DatasetInfo) -> torch.Tensor | None:
-    """The model class -> dataset class lookup table (None: the model's classes are the dataset's)."""
-    if class_map is None:
-        if model_classes != info.num_classes:
-            raise UserError(f"the model predicts {model_classes} classes but dataset {info.name!r} "
-                            f"has {info.num_classes}; give a class_map (model class -> dataset class)",
-                            field="class_map")
-        return None
-    if len(class_map) != model_classes or not all(0 <= c < info.num_classes for c in class_map):
-        raise UserError(f"class_map must list, for each of the model's {model_classes} classes, "
-                        f"a dataset class in [0, {info.num_classes})", field="class_map")
-    return torch.tensor(class_map, dtype=torch.int64)
 
 
 def weights_sha256(folder: Path) -> dict[str, str]:

@@ -18,11 +18,10 @@ import torch
 import yaml
 from pydantic import Field
 
-from segbench.config import (MMSEG_WEIGHTS_HINT, ConfigRef, ModelBase, SuitePath, is_file_reference,
-                             local_path)
+from segbench.config import MMSEG_WEIGHTS_HINT, ConfigRef, ModelBase, is_file_reference, local_path
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter, require_finite
+from segbench.models.base import ModelAdapter, class_map_table, require_finite
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_error
 from segbench.mmseg_support import mim_root, require_mmseg  # also imported from here (cli, tests)
@@ -179,7 +178,7 @@ class MMSegAdapter(ModelAdapter):
         self.forward_pipeline = (Compose(_test_pipeline(config.test_dataloader.dataset.pipeline))
                                  if cfg.tta else self.pipeline)  # one view per image, for forward_inputs
         model_classes = self._segmentor().decode_head.num_classes
-        self.class_map = self._class_map(cfg.class_map, model_classes, info)
+        self.class_map = class_map_table(cfg.class_map, model_classes, info)
         self.num_classes = info.num_classes if self.class_map is not None else model_classes
         self._provenance = {
             "type": "mmseg", "config": cfg.config, "config_path": str(config_path),
@@ -209,20 +208,6 @@ class MMSegAdapter(ModelAdapter):
 
     def _segmentor(self) -> torch.nn.Module:
         return getattr(self.model, "module", self.model)
-
-    @staticmethod
-    def _class_map(class_map: list[int] | None, model_classes: int,
-                   info: DatasetInfo) -> torch.Tensor | None:
-        if class_map is None:
-            if model_classes != info.num_classes:
-                raise UserError(f"the model predicts {model_classes} classes but dataset {info.name!r} "
-                                f"has {info.num_classes}; give a class_map (model class -> dataset class)",
-                                field="class_map")
-            return None
-        if len(class_map) != model_classes or not all(0 <= c < info.num_classes for c in class_map):
-            raise UserError(f"class_map must list, for each of the model's {model_classes} classes, "
-                            f"a dataset class in [0, {info.num_classes})", field="class_map")
-        return torch.tensor(class_map, dtype=torch.int64)
 
     @torch.inference_mode()
     def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
