@@ -446,7 +446,10 @@ def list_(
     """List model types (and mmseg's model index), dataset types, or the column catalogue and metric groups."""
     from segbench.registry import DATASETS, MODELS, load_plugins
 
-    load_plugins()
+    try:
+        load_plugins()
+    except UserError as error:  # a plugin that fails to import
+        fail(error)
     if what is ListWhat.models:
         out_console.print(_registrations("model types", MODELS))
         out_console.print(mmseg_index_table(name, dataset))

@@ -110,11 +110,17 @@ class Cell:
     def id(self) -> str:
         return f"{self.model.name}__{self.dataset.name}"
 
+    def metrics_on(self) -> dict[str, Any]:
+        """The options of the metric groups that run: a group turned off, or one a plugin adds and a suite
+        does not turn on, changes no figure of the cell, so installing a plugin redoes nothing."""
+        return {name: options for name, options in self.metrics.model_dump(mode="json").items()
+                if options is not None}
+
     def settings(self) -> dict[str, Any]:
         """Everything of the suite that this cell's numbers depend on (for resume)."""
         settings = {"model": self.model.model_dump(mode="json", exclude={"save_predictions"}),
                     "dataset": self.dataset.model_dump(mode="json"),
-                    "metrics": self.metrics.model_dump(mode="json")}
+                    "metrics": self.metrics_on()}
         if self.efficiency is not None:  # absent, not null: suites without it keep their digests
             settings["efficiency"] = self.efficiency.model_dump(mode="json")
         if self.save_predictions:  # likewise; a resumed run redoes the cells saved without predictions

@@ -244,3 +244,19 @@ def test_catalogue_check_regresses_when_mAreaError_grows(runs):
 
     better = segbench("check", str(runs["skewed"]), str(runs["even"]), "--metric", "mAreaError")
     assert better.returncode == 0, better.stdout + better.stderr
+
+
+def test_installing_a_plugin_redoes_no_cell(tmp_path):
+    """The plugin's group is off unless a suite names it: a run made without the plugin resumes as is."""
+    suite = tmp_path / "plain.yaml"
+    suite.write_text("name: plain\ndevice: cpu\nnum_workers: 0\n"
+                     "datasets: [{name: shapes, type: synthetic, num_images: 2, height: 16, width: 16}]\n"
+                     "models: [{name: fcn, type: builtin, arch: fcn}]\n")
+    run_dir = tmp_path / "run"
+    without = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    first = subprocess.run([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(run_dir)],
+                           capture_output=True, text=True, timeout=300, env=without)
+    assert first.returncode == 0, first.stderr
+    again = segbench("run", str(suite), "--run-dir", str(run_dir))  # now with the plugin installed
+    assert again.returncode == 0, again.stderr
+    assert "fcn__shapes: complete in this run folder, skipped" in again.stderr
