@@ -424,6 +424,56 @@ def show(
     print(out)
 
 
+@app.command()
+def corrupt(
+    suite: Path = typer.Argument(..., help="Suite YAML file holding the dataset."),
+    dataset: str = typer.Option(..., help="The name of a dataset of SUITE."),
+    out: Path = typer.Option(..., help="Folder of the copies: OUT/<corruption>/<severity>/{images,labels}/."),
+    corruption: Optional[list[str]] = typer.Option(None, help="A corruption (repeat it); default: ImageNet-C's "
+                                                   "15 common ones; `all`: all 19."),
+    severity: Optional[list[int]] = typer.Option(None, help="A severity, 1 to 5 (repeat it); default: 1 to 5."),
+    seed: int = typer.Option(0, help="The seed: each image's own is a hash of it with the image id, "
+                             "corruption and severity."),
+) -> None:
+    """Write corrupted copies of a dataset of SUITE, one `folder` dataset per corruption and severity.
+
+    Example:
+
+      segbench corrupt suites/demo.yaml --dataset shapes --out corrupted --corruption fog --severity 3
+
+    then a suite dataset `{type: folder, root: corrupted/fog/3, num_classes: ...}`.
+
+    Layout: OUT/<corruption>/<severity>/images/<image id>.png (the corrupted image, lossless PNG) and
+    OUT/<corruption>/<severity>/labels/<image id>.png (its label, unchanged); a `/` in an image id
+    becomes `__`. Deterministic: the same seed gives the same pixels. Needs
+    `pip install 'segbench\\[robustness]'`. The last line on stdout is OUT.
+    """
+    from segbench.corruptions import COMMON, CORRUPTIONS_ALL, SEVERITIES, write_corrupted_dataset
+    from segbench.registry import DATASETS
+    from segbench.suite import load_suite
+
+    names = [n for name in (corruption or list(COMMON))
+             for n in (CORRUPTIONS_ALL if name == "all" else (name,))]
+    try:
+        loaded = load_suite(suite)
+        entries = {entry.name: entry for entry in loaded.datasets}
+        if dataset not in entries:
+            raise UserError(f"no dataset {dataset!r} in the suite; its datasets: {', '.join(entries)}",
+                            source=str(suite), field="--dataset")
+        entry = entries[dataset]
+        built = DATASETS[entry.type].build(entry)
+        severities = severity or list(SEVERITIES)
+        total = len(built.ids()) * len(dict.fromkeys(names)) * len(dict.fromkeys(severities))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err_console) as bar:
+            task = bar.add_task(f"{dataset}: corrupted images", total=total)
+            write_corrupted_dataset(built, out, names, severities, seed=seed,
+                                    advance=lambda count: bar.advance(task, count))
+    except UserError as error:
+        fail(error)
+    print(out)
+
+
 class ListWhat(str, Enum):
     models = "models"
     datasets = "datasets"
