@@ -77,7 +77,8 @@ class MetricGroup:
     suite may turn it off (``null``). ``needs``: inputs beside (pred, label, image_id) that ``update`` takes as
     keyword arguments, None where the model or dataset has none (the group then records itself as not
     applicable): ``confidence`` (float HxW, the predicted class's probability) or a Sample extra such as
-    ``instances``."""
+    ``instances``. ``shares``: groups with the same tag reuse one another's per-image work, so the runner
+    scores them on one thread (boundary and distance: the boundary pair)."""
 
     name: str
     options: type[BaseModel]
@@ -87,6 +88,7 @@ class MetricGroup:
     required: bool = False
     describe: str = ""
     needs: tuple[str, ...] = ()
+    shares: str = ""
 
 
 MODELS: dict[str, ModelSource] = {}
@@ -136,9 +138,10 @@ def register_dataset(name: str, *, config: type[BaseModel], describe: str = "") 
 
 def register_metric(name: str, *, options: type[BaseModel], columns: Callable[[Any], list[Column]],
                     default_on: bool = True, required: bool = False, describe: str = "",
-                    needs: tuple[str, ...] = ()) -> Callable[[T], T]:
+                    needs: tuple[str, ...] = (), shares: str = "") -> Callable[[T], T]:
     def decorator(state: T) -> T:
-        _add(METRICS, name, MetricGroup(name, options, state, columns, default_on, required, describe, needs))
+        _add(METRICS, name, MetricGroup(name, options, state, columns, default_on, required, describe, needs,
+                                        shares))
         return state
     return decorator
 

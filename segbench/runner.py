@@ -11,9 +11,11 @@ import functools
 import hashlib
 import json
 import os
+import queue
 import re
 import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -122,6 +124,7 @@ class Shard:
     predictions: Path | None = None  # this rank's staged prediction PNGs (save_predictions)
     error: str | None = None
     traceback: str | None = None
+    workers: dict[str, int] = field(default_factory=dict)  # the loader's processes and the metric threads
 
 
 class Interrupted(Exception):
@@ -165,6 +168,7 @@ def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.d
     output = _cell_output(cell, dataset, adapter.provenance(), metrics, invalid,
                           time.perf_counter() - started)
     output.record["world_size"] = world.size
+    output.record["workers"] = shards[0].workers
     output.predictions = join_folders([part.predictions for part in shards])
     if cell.efficiency is not None:
         _add_efficiency(output, cell, adapter, dataset, device, {} if profiled is None else profiled)
@@ -174,8 +178,12 @@ def evaluate_cell(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.d
 def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch.device,
                     reporter: Reporter, world: World,
                     staging: Path | None = None) -> tuple[ModelAdapter | None, Shard]:
-    """This rank's images of the cell through the model and the metric states; errors are returned."""
-    writer = None
+    """This rank's images of the cell through the model and the metric states; errors are returned.
+
+    The metric groups score batch n on :class:`MetricLanes` threads while the
+    model computes batch n+1 (``metric_workers: 0``: inline, after each batch).
+    """
+    writer, lanes = None, None
     try:
         info = dataset.info
         adapter = MODELS[cell.model.type].build(cell.model, info, device)
@@ -185,21 +193,25 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
         metrics = {name: METRICS[name].state(info.num_classes, info.ignore_index, device, **options.model_dump())
                    for name, options in cell.metrics if options is not None}
         indices = world.shard(len(dataset))
+        shard = Shard(workers={"num_workers": loader_workers(suite.num_workers),
+                               "metric_workers": metric_workers(suite.metric_workers, len(metrics))})
         loader = DataLoader(Subset(dataset, indices), batch_size=suite.batch_size,
-                            num_workers=suite.num_workers, collate_fn=list,
+                            num_workers=shard.workers["num_workers"], collate_fn=list,
                             pin_memory=device.type == "cuda",
                             worker_init_fn=functools.partial(die_with_parent, os.getpid()))
-        shard = Shard()
         if cell.save_predictions:
             writer = PredictionWriter(staging, cell.id, info.colours())
-        reporter.cell_started(cell.id, len(indices))
         needs = {name: METRICS[name].needs for name in metrics}
+        lanes = MetricLanes(metrics, needs, shard.workers["metric_workers"], cell.id)
+        reporter.cell_started(cell.id, len(indices))
         for samples in loader:
+            lanes.raise_error()  # a metric thread failed: stop reading and predicting
             images, ids = [s.image for s in samples], [s.id for s in samples]
             if any("confidence" in group for group in needs.values()):
                 predictions, confidences = adapter.predict_with_confidence(images, ids)
             else:
                 predictions, confidences = adapter.predict(images, ids), None
+            batch = []
             for i, (sample, prediction) in enumerate(zip(samples, predictions)):
                 label = torch.from_numpy(sample.label).to(device, non_blocking=True)
                 shard.image_ids.append(sample.id)
@@ -209,18 +221,139 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
                 if writer is not None:
                     writer.submit(sample.id, prediction)
                 inputs = {**sample.extras, "confidence": None if confidences is None else confidences[i]}
-                for name, metric in metrics.items():
-                    extra = {need: inputs.get(need) for need in needs[name]}
-                    metric.update(prediction, label, sample.id, **extra)
+                batch.append((prediction, label, sample.id, inputs))
+            lanes.submit(batch)
             reporter.advance(len(samples))
+        lanes.close()
         if writer is not None:
             shard.predictions = writer.close()
         shard.metrics = {name: portable(metric) for name, metric in metrics.items()}
         return adapter, shard
     except (Exception, SystemExit) as error:  # travels to rank 0, which fails the cell with it
-        if writer is not None:
-            writer.abort()
+        _stop(writer, lanes)
         return None, Shard(error=_describe(error), traceback=traceback.format_exc())
+    except BaseException:  # Ctrl-C: no thread of the cell outlives it
+        _stop(writer, lanes)
+        raise
+
+
+def _stop(writer: PredictionWriter | None, lanes: MetricLanes | None) -> None:
+    if lanes is not None:
+        lanes.abort()
+    if writer is not None:
+        writer.abort()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(setting: int | str) -> int:
+    """``num_workers``: ``auto`` leaves one core to the run's own process, and takes at most 4."""
+    return min(4, _cores() - 1) if setting == "auto" else int(setting)
+
+
+def metric_workers(setting: int | str, groups: int) -> int:
+    """``metric_workers``: ``auto`` is one thread per metric group, at most half the machine's cores, at least 1."""
+    if setting != "auto":
+        return int(setting)
+    return min(groups, max(1, _cores() // 2))
+
+
+IN_FLIGHT = 2
+"""Batches waiting for a metric thread beside the one it scores; a full queue makes the forward pass wait."""
+_DONE = None
+
+
+def lanes_of(names: list[str], workers: int) -> list[list[str]]:
+    """The metric groups of each thread: groups that declare shared work (``shares``) together, on a thread
+    of their own when there are threads enough, the other groups dealt out in turn."""
+    tags = [METRICS[name].shares for name in names]
+    units = [[name for name, tag in zip(names, tags) if tag == shared]
+             for shared in dict.fromkeys(filter(None, tags))]
+    units += [[name] for name, tag in zip(names, tags) if not tag]
+    count = max(1, min(workers, len(units)))
+    if count == 1:
+        lanes = [names]
+    else:  # the first unit (the shared work, the heaviest) alone, the others dealt out to the rest
+        rest = count - 1
+        lanes = [units[0]] + [[name for unit in units[1:][i::rest] for name in unit] for i in range(rest)]
+    return [[name for name in names if name in lane] for lane in lanes]  # the cell's group order
+
+
+class MetricLanes:
+    """The metric groups' updates, on threads beside the forward pass: a bounded pipeline of batches.
+
+    Each thread ("lane") owns some groups and a FIFO queue of batches; it
+    scores each batch's images in order, so every group's state receives the
+    images in dataset order and its results are those of the inline loop, to
+    the bit, whatever the number of threads. The compiled boundary search
+    and torch's kernels release the GIL. ``workers`` 0: no thread, ``submit``
+    scores the batch at once. A thread's error is raised by the next
+    ``submit`` or ``raise_error`` or by ``close``; ``close`` and ``abort``
+    leave no thread running.
+    """
+
+    def __init__(self, metrics: dict[str, Any], needs: dict[str, tuple[str, ...]], workers: int,
+                 cell_id: str) -> None:
+        self.metrics, self.needs = metrics, needs
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._aborted = threading.Event()
+        self._lanes = lanes_of(list(metrics), workers) if workers > 0 else []
+        self._queues = [queue.Queue(maxsize=IN_FLIGHT) for _ in self._lanes]
+        self._threads = [threading.Thread(target=self._work, args=(lane, q), name=f"metrics-{cell_id}-{i}",
+                                          daemon=True)
+                         for i, (lane, q) in enumerate(zip(self._lanes, self._queues))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, batch: list[tuple[torch.Tensor, torch.Tensor, str, dict[str, Any]]]) -> None:
+        """Queue one batch of (prediction, label, image id, inputs); waits while a lane's queue is full."""
+        self.raise_error()
+        if not self._threads:
+            self._score(list(self.metrics), batch)
+        for lane_queue in self._queues:
+            lane_queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every queued batch is scored; raise a thread's error."""
+        self._join()
+        self.raise_error()
+
+    def abort(self) -> None:
+        """Stop: the threads skip what is queued and end (each finishes the image it is scoring)."""
+        self._aborted.set()
+        self._join()
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _join(self) -> None:
+        for lane_queue in self._queues:
+            lane_queue.put(_DONE)  # never blocks for long: a lane drains its queue even after an error
+        for thread in self._threads:
+            thread.join()
+        self._queues, self._threads = [], []
+
+    def _score(self, lane: list[str], batch: list) -> None:
+        for prediction, label, image_id, inputs in batch:
+            for name in lane:
+                extra = {need: inputs.get(need) for need in self.needs[name]}
+                self.metrics[name].update(prediction, label, image_id, **extra)
+
+    def _work(self, lane: list[str], lane_queue: queue.Queue) -> None:
+        while (batch := lane_queue.get()) is not _DONE:
+            if self._error is None and not self._aborted.is_set():
+                try:
+                    self._score(lane, batch)
+                except BaseException as error:  # raised in the evaluating thread, failing the cell
+                    with self._lock:
+                        self._error = self._error or error
 
 
 def die_with_parent(parent: int, worker_id: int) -> None:

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
@@ -34,7 +34,12 @@ class Suite(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")
     batch_size: int = Field(4, ge=1)
-    num_workers: int = Field(2, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    """DataLoader processes reading and decoding images; ``auto``: sized to the machine's cores."""
+    metric_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    """Threads scoring earlier batches while the model computes the next; 0: scored inline, after each
+    forward pass; ``auto``: sized to the machine and the metric groups. Results are identical, to the bit,
+    for any number, so it is no part of a cell's settings."""
     datasets: list[DatasetBase] = Field(min_length=1)
     models: list[ModelBase] = Field(min_length=1)
     metrics: BaseModel

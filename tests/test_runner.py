@@ -408,3 +408,131 @@ def test_python_model_without_checkpoint_is_trained_unknown_and_not_warned(tmp_p
     assert record["provenance"]["trained"] == "unknown"
     assert segbench.load(outcome.run_dir).summary["trained"].isna().all()  # null in the table: neither
     assert reporter.messages == [] and reporter.run_dirs == [tmp_path / "run"]
+
+
+# ---------------------------------------------------------------- metric workers (issue 19)
+
+def _scored(tmp_path, name, metric_workers):
+    """A run with every default group and calibration on, its groups scored on ``metric_workers`` threads."""
+    datasets = [{"name": "shapes", "type": "synthetic", "num_images": 7, "height": 24, "width": 40}]
+    suite = suite_dict([POINTWISE], datasets, metric_workers=metric_workers, metrics={"calibration": {}})
+    run_dir = tmp_path / name
+    assert execute(suite, run_dir=run_dir).ok
+    record = json.loads((run_dir / "cells" / "pw__shapes" / "cell.json").read_text())
+    return segbench.load(run_dir), record
+
+
+def test_results_are_identical_for_any_number_of_metric_workers(tmp_path, nets):
+    import pandas as pd
+
+    runs = {workers: _scored(tmp_path, f"w{workers}", workers) for workers in (0, 1, 3)}
+    (inline, inline_record) = runs[0]
+    assert len(inline.per_image) == 7 and inline.per_image["image_id"].is_unique
+    for workers, (results, record) in runs.items():
+        assert record["workers"]["metric_workers"] == workers
+        assert record["settings_digest"] == inline_record["settings_digest"]
+        summary, expected = (frame.drop(columns="eval_seconds") for frame in (results.summary, inline.summary))
+        pd.testing.assert_frame_equal(summary, expected, check_exact=True)
+        pd.testing.assert_frame_equal(results.per_class, inline.per_class, check_exact=True)
+        pd.testing.assert_frame_equal(results.per_image, inline.per_image, check_exact=True)
+        for table in ("confusion", "calibration"):
+            pd.testing.assert_frame_equal(getattr(results, table), getattr(inline, table), check_exact=True)
+
+
+def test_changing_metric_workers_redoes_nothing(tmp_path, nets):
+    run_dir = tmp_path / "run"
+    assert execute(suite_dict([POINTWISE], metric_workers=0), run_dir=run_dir).ok
+    outcome = execute(suite_dict([POINTWISE], metric_workers=3), run_dir=run_dir)
+    assert outcome.statuses == {"pw__shapes": "skipped"}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_metric_group_failing_fails_its_cell_and_leaves_no_thread(tmp_path, nets, monkeypatch, workers):
+    import threading
+
+    from segbench.registry import METRICS
+
+    state = METRICS["distance"].state
+    original, calls, threads = state.update, [], set()
+
+    def update(self, pred, label, image_id, **extra):
+        calls.append(image_id)
+        threads.add(threading.current_thread().name)
+        if len(calls) == 3:
+            raise RuntimeError(f"distance broke on {image_id}")
+        return original(self, pred, label, image_id, **extra)
+
+    monkeypatch.setattr(state, "update", update)
+    before = threading.active_count()
+    outcome = execute(suite_dict([POINTWISE, {**POINTWISE, "name": "pw2"}], metric_workers=workers),
+                      run_dir=tmp_path / "run")
+    assert outcome.statuses == {"pw__shapes": "failed", "pw2__shapes": "complete"}
+    assert outcome.errors["pw__shapes"] == "RuntimeError: distance broke on synth_00002"
+    assert threading.active_count() == before
+    assert all(name.startswith("metrics-") for name in threads) == (workers > 0)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "distance broke on synth_00002" in manifest["cells"]["pw__shapes"]["traceback"]
+
+
+def test_system_exit_in_a_metric_thread_fails_the_cell(tmp_path, nets, monkeypatch):
+    import sys
+    import threading
+
+    from segbench.registry import METRICS
+
+    monkeypatch.setattr(METRICS["boundary"].state, "update", lambda self, *a, **k: sys.exit(3))
+    before = threading.active_count()
+    outcome = execute(suite_dict([POINTWISE], metric_workers=2), run_dir=tmp_path / "run")
+    assert outcome.errors["pw__shapes"] == "SystemExit: the model's or dataset's code called sys.exit(3)"
+    assert threading.active_count() == before
+
+
+def test_ctrl_c_with_metric_threads_leaves_no_thread(tmp_path, nets, monkeypatch):
+    import threading
+
+    from segbench.registry import METRICS
+    from segbench.runner import Interrupted
+
+    state = METRICS["accuracy"].state
+    original, calls = state.update, []
+
+    def update(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C reaches the main thread while a metric thread is scoring
+            import _thread
+            _thread.interrupt_main()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(state, "update", update)
+    before = threading.active_count()
+    with pytest.raises(Interrupted):
+        execute(suite_dict([POINTWISE], metric_workers=2), run_dir=tmp_path / "run")
+    assert threading.active_count() == before
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["cells"]["pw__shapes"]["status"] == "interrupted"
+
+
+def test_worker_settings_accept_auto_and_integers(monkeypatch):
+    from segbench import runner
+    from segbench.suite import parse_suite
+
+    suite = parse_suite(suite_dict([POINTWISE], num_workers="auto"))
+    assert (suite.num_workers, suite.metric_workers) == ("auto", "auto")
+    assert parse_suite(suite_dict([POINTWISE], metric_workers=3)).metric_workers == 3
+    with pytest.raises(UserError, match="metric_workers"):
+        parse_suite(suite_dict([POINTWISE], metric_workers=-1))
+    monkeypatch.setattr(runner, "_cores", lambda: 16)
+    assert (runner.loader_workers("auto"), runner.metric_workers("auto", 5)) == (4, 5)
+    assert runner.metric_workers("auto", 12) == 8 and runner.loader_workers(0) == 0
+    monkeypatch.setattr(runner, "_cores", lambda: 1)
+    assert (runner.loader_workers("auto"), runner.metric_workers("auto", 5)) == (0, 1)
+
+
+def test_groups_that_share_work_share_a_thread():
+    from segbench.runner import lanes_of
+
+    names = ["accuracy", "boundary", "cityscapes", "distance", "fine_grained"]
+    assert lanes_of(names, 1) == [names]
+    lanes = lanes_of(names, 3)
+    assert ["boundary", "distance"] in lanes and sorted(sum(lanes, [])) == sorted(names) and len(lanes) == 3
+    assert len(lanes_of(names, 10)) == 4

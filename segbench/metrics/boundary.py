@@ -249,7 +249,7 @@ def boundary_columns(options: BoundaryOptions) -> list[Column]:
     ]
 
 
-@register_metric("boundary", options=BoundaryOptions, columns=boundary_columns,
+@register_metric("boundary", options=BoundaryOptions, columns=boundary_columns, shares="boundary pair",
                  describe="boundary F-score (BF) and boundary IoU (BIoU)")
 class BoundaryMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.

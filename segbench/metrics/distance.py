@@ -118,7 +118,7 @@ def distance_columns(options: DistanceOptions) -> list[Column]:
     ]
 
 
-@register_metric("distance", options=DistanceOptions, columns=distance_columns,
+@register_metric("distance", options=DistanceOptions, columns=distance_columns, shares="boundary pair",
                  describe="Hausdorff distance (HD) and its percentile (HD95) between boundaries")
 class DistanceMetric(RecordState):
     """Mergeable state: one record per image, from which every figure derives.
