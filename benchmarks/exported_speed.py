@@ -1,4 +1,4 @@
-"""The same net as eager torch, TorchScript and ONNX Runtime on a CPU, through segbench's own adapters.
+"""The same net as eager torch, TorchScript and ONNX Runtime, through segbench's own adapters.
 
 One of segbench's built-in nets with its demo weights (``builtin``) is traced
 to a TorchScript file (``torchscript``) and exported to an ONNX file
@@ -12,10 +12,11 @@ session run and the copies to and from numpy) and ``end_to_end``
 (``adapter.predict`` on the uint8 image: normalisation, forward, resize,
 argmax). Printed: the median latency of each, its ratio to eager, the pixels
 whose prediction agrees with eager's, and the machine's load average before
-and after.
+and after. With ``--device cuda`` the adapters run on the GPU (ONNX Runtime's
+CUDA provider) and each call ends with a synchronize before the clock is read.
 
     PYTHONPATH=. python benchmarks/exported_speed.py [--arch deeplabv3] [--height 256] [--width 512]
-        [--repeats 30] [--warmup 3] [--threads N]
+        [--repeats 30] [--warmup 3] [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from segbench.types import DatasetInfo
 VARIANTS = ("builtin", "torchscript", "onnx")
 
 
-def export(arch: str, folder: Path, size: tuple[int, int]) -> dict[str, dict[str, Any]]:
+def export(arch: str, folder: Path, size: tuple[int, int], device: torch.device) -> dict[str, dict[str, Any]]:
     """Suite model entries of the three variants; the files are written to ``folder``."""
     net, meta = load_demo_weights(arch)
     example = torch.randn(1, 3, *size)
@@ -52,19 +53,20 @@ def export(arch: str, folder: Path, size: tuple[int, int]) -> dict[str, dict[str
         torch.onnx.export(net, (example,), str(folder / "net.onnx"), dynamo=False, input_names=["input"],
                           output_names=["logits"])
     common = {"num_classes": meta["num_classes"], "mean": meta["mean"], "std": meta["std"]}
+    providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
     return {"builtin": {"type": "builtin", "arch": arch},
             "torchscript": {"type": "torchscript", "path": str(folder / "net.pt"), **common},
             "onnx": {"type": "onnx", "path": str(folder / "net.onnx"), "input_size": list(size),
-                     "providers": ["CPUExecutionProvider"], **common}}
+                     "providers": providers, **common}}
 
 
-def build(entry: dict[str, Any], num_classes: int) -> ModelAdapter:
+def build(entry: dict[str, Any], num_classes: int, device: torch.device) -> ModelAdapter:
     source = MODELS[entry["type"]]
     config = source.config.model_validate({"name": entry["type"], **entry})
     if source.check is not None:
         source.check(config)
     info = DatasetInfo("exported_speed", num_classes, [f"class_{i}" for i in range(num_classes)])
-    return source.build(config, info, torch.device("cpu"))
+    return source.build(config, info, device)
 
 
 def calls(adapter: ModelAdapter, image: np.ndarray) -> dict[str, Callable[[], Any]]:
@@ -72,8 +74,8 @@ def calls(adapter: ModelAdapter, image: np.ndarray) -> dict[str, Callable[[], An
     return {"model": lambda: network(*args), "end_to_end": lambda: adapter.predict([image], ["image"])}
 
 
-def measure(adapters: dict[str, ModelAdapter], image: np.ndarray, repeats: int,
-            warmup: int) -> dict[tuple[str, str], list[float]]:
+def measure(adapters: dict[str, ModelAdapter], image: np.ndarray, repeats: int, warmup: int,
+            device: torch.device) -> dict[tuple[str, str], list[float]]:
     """Milliseconds per call, by (variant, scope); the variants alternate call after call."""
     timed = {(variant, scope): call for variant, adapter in adapters.items()
              for scope, call in calls(adapter, image).items()}
@@ -83,6 +85,8 @@ def measure(adapters: dict[str, ModelAdapter], image: np.ndarray, repeats: int,
             for key, call in timed.items():
                 started = time.perf_counter()
                 call()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 if repeat >= warmup:
                     times[key].append((time.perf_counter() - started) * 1000)
     return times
@@ -102,7 +106,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     torch.set_num_threads(args.threads)
     load_plugins()
@@ -111,16 +117,17 @@ def main() -> None:
     size = (args.height, args.width)
     image = SyntheticDataset(num_images=1, height=args.height, width=args.width).load(0).image
     with tempfile.TemporaryDirectory() as folder:
-        entries = export(args.arch, Path(folder), size)
+        entries = export(args.arch, Path(folder), size, device)
         num_classes = load_demo_weights(args.arch)[1]["num_classes"]
-        adapters = {variant: build(entries[variant], num_classes) for variant in VARIANTS}
+        adapters = {variant: build(entries[variant], num_classes, device) for variant in VARIANTS}
         load_before = os.getloadavg()
-        times = measure(adapters, image, args.repeats, args.warmup)
+        times = measure(adapters, image, args.repeats, args.warmup, device)
         load_after = os.getloadavg()
         agree = agreement(adapters, image)
 
     print(f"{args.arch} (demo weights), one {args.height}x{args.width} image, {args.repeats} repeats after "
-          f"{args.warmup} warm-up, {args.threads} threads; {cpu_name()}, {os.cpu_count()} CPUs; torch "
+          f"{args.warmup} warm-up, {args.threads} threads, device {args.device}; {cpu_name()}, "
+          f"{os.cpu_count()} CPUs; torch "
           f"{torch.__version__}, onnxruntime {onnxruntime.__version__}")
     print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}")

@@ -19,7 +19,9 @@ the report with its error):
 7. benchmarks/harness_overhead.py on the device;
 8. the demo suite under torchrun on 2 GPUs (NCCL) against one process, column by column;
 9. benchmarks/boundary_speed.py with ``--device``: the boundary and distance
-   groups on device tensors, next to the model's forward time there.
+   groups on device tensors, next to the model's forward time there;
+10. benchmarks/exported_speed.py with ``--device``: the same net as eager torch,
+    TorchScript and ONNX Runtime (CUDA provider) on the device.
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--device cuda] [--height 1024] [--width 2048]
         [--out benchmarks/results] [--quick]
@@ -275,6 +277,12 @@ def boundary_speed(device: torch.device, quick: bool) -> str:
                                                                      if quick else []))
 
 
+def exported_speed(device: torch.device, quick: bool) -> str:
+    """benchmarks/exported_speed.py on ``device``: eager, TorchScript and ONNX Runtime, latency p50."""
+    return script("exported_speed.py", "--device", str(device), *(["--repeats", "2", "--height", "64",
+                                                                    "--width", "128"] if quick else []))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -303,7 +311,9 @@ def main(argv: list[str] | None = None) -> None:
                      lambda: boundary_paths(device, args.height, args.width)),
              section("Harness overhead", lambda: harness(device, args.quick)),
              section("Boundary family against its peers, on the device too",
-                     lambda: boundary_speed(device, args.quick))]
+                     lambda: boundary_speed(device, args.quick)),
+             section("Eager, TorchScript and ONNX Runtime on the device",
+                     lambda: exported_speed(device, args.quick))]
     args.out.mkdir(parents=True, exist_ok=True)
     report = args.out / f"gpu_check-{slug}-{stamp}.md"
     report.write_text("\n".join(parts))

@@ -15,8 +15,9 @@
 # Prepare WHEEL_DIR beforehand on a machine with network, for the GPU machine's Python (3.12 there):
 #     pip download -d wheels --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #         "setuptools>=77.0.3,<81" numpy pandas pyarrow pydantic pyyaml typer rich pillow safetensors \
-#         scipy numba matplotlib
-# (pip resolves their own dependencies; torch is not among them.)
+#         scipy numba matplotlib onnx onnxruntime-gpu
+# (pip resolves their own dependencies; torch is not among them. onnx and onnxruntime-gpu are for the
+# section that runs benchmarks/exported_speed.py on the device; without them that section reports the error.)
 #
 # Environment: PYTHON (default python3). --device cpu --quick as options makes a dry run on a CPU.
 set -euo pipefail
