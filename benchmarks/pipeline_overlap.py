@@ -34,13 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
+from benchmarks.harness_overhead import write_folder_dataset
 from segbench.api import execute
-from segbench.data.synthetic import SyntheticDataset
-from segbench.images import write_label
 from segbench import runner
 from segbench.runner import loader_workers, metric_workers
 
@@ -96,16 +93,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-workers", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     return parser.parse_args(argv)
-
-
-def write_folder_dataset(root: Path, images: int, height: int, width: int) -> None:
-    data = SyntheticDataset(num_images=images, height=height, width=width)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(images):
-        sample = data.load(i)
-        Image.fromarray(sample.image).save(root / "images" / f"{sample.id}.png")
-        write_label(root / "labels" / f"{sample.id}.png", sample.label.astype(np.uint8))
 
 
 def suite(args: argparse.Namespace, workers: int | str) -> dict:

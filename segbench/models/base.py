@@ -69,3 +69,32 @@ def class_map_table(class_map: list[int] | None, model_classes: int,
         raise UserError(f"class_map must list, for each of the model's {model_classes} classes, "
                         f"a dataset class in [0, {info.num_classes})", field="class_map")
     return torch.tensor(class_map, dtype=torch.int64)
+
+
+def map_classes(class_map: torch.Tensor | None, predictions: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Label maps of model classes as dataset classes, through a ``class_map_table`` (None: unchanged)."""
+    if class_map is None:
+        return predictions
+    return [class_map.to(p.device)[p] for p in predictions]
+
+
+def top_label(probabilities: list[torch.Tensor], predictions: list[torch.Tensor], class_map: torch.Tensor | None,
+              num_classes: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The label maps (KxHxW model-class probabilities' argmax, ``predictions``) as dataset classes, and each
+    pixel's probability of its predicted class; with a class_map, a dataset class's probability sums those
+    of its model classes."""
+    if class_map is not None:
+        probabilities = [torch.zeros((num_classes, *p.shape[1:]), device=p.device, dtype=p.dtype)
+                         .index_add_(0, class_map.to(p.device), p) for p in probabilities]
+        predictions = map_classes(class_map, predictions)
+    return predictions, [p.gather(0, pred[None])[0] for p, pred in zip(probabilities, predictions)]
+
+
+def with_confidence_one_at_a_time(adapter: ModelAdapter, images: list[np.ndarray],
+                                  ids: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """``predict_with_confidence`` image by image, for images of different sizes (they do not batch)."""
+    pairs = [adapter.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
+    predictions = [prediction[0] for prediction, _ in pairs]
+    if any(confidence is None for _, confidence in pairs):
+        return predictions, None
+    return predictions, [confidence[0] for _, confidence in pairs]

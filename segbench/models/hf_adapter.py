@@ -27,7 +27,8 @@ from torch import nn
 from segbench.config import ModelBase, SuitePath
 from segbench.errors import UserError
 from segbench.fingerprint import file_sha256
-from segbench.models.base import ModelAdapter, class_map_table, require_finite
+from segbench.models.base import (ModelAdapter, class_map_table, map_classes, require_finite, top_label,
+                                  with_confidence_one_at_a_time)
 from segbench.registry import register_model
 from segbench.types import DatasetInfo
 
@@ -239,20 +240,21 @@ class HFAdapter(ModelAdapter):
         extra = {"task_inputs": ["semantic"] * len(images)} if task else {}
         return self.processor(images=images, return_tensors="pt", **extra).to(self.device)
 
-    @torch.inference_mode()
-    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
-        if len({image.shape for image in images}) > 1:  # images of different sizes: one at a time
-            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+    def _segment(self, images: list[np.ndarray], ids: list[str]) -> tuple[Any, list[torch.Tensor]]:
+        """The model's outputs on a batch of equal-sized images and transformers' own label maps of the
+        model's classes at the images' sizes (post_process_semantic_segmentation), on the device."""
         outputs = self.model(**self._inputs(images))
         for field in MASK_FIELDS if getattr(outputs, MASK_FIELDS[0], None) is not None else LOGIT_FIELDS:
             require_finite(getattr(outputs, field), ids, self.name)
         sizes = [tuple(image.shape[:2]) for image in images]
         maps = self.processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
-        predictions = [label_map.to(self.device, torch.int64) for label_map in maps]
-        if self.class_map is not None:
-            lut = self.class_map.to(self.device)
-            predictions = [lut[p] for p in predictions]
-        return predictions
+        return outputs, [label_map.to(self.device, torch.int64) for label_map in maps]
+
+    @torch.inference_mode()
+    def predict(self, images: list[np.ndarray], ids: list[str]) -> list[torch.Tensor]:
+        if len({image.shape for image in images}) > 1:  # images of different sizes: one at a time
+            return [self.predict([image], [id_])[0] for image, id_ in zip(images, ids)]
+        return map_classes(self.class_map, self._segment(images, ids)[1])
 
     @torch.inference_mode()
     def predict_with_confidence(self, images: list[np.ndarray],
@@ -266,32 +268,14 @@ class HFAdapter(ModelAdapter):
         import torch.nn.functional as F
 
         if len({image.shape for image in images}) > 1:
-            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
-            if any(p[1] is None for p in pairs):
-                return [p[0][0] for p in pairs], None
-            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
-        outputs = self.model(**self._inputs(images))
-        mask_model = getattr(outputs, MASK_FIELDS[0], None) is not None
-        for field in MASK_FIELDS if mask_model else LOGIT_FIELDS:
-            require_finite(getattr(outputs, field), ids, self.name)
-        sizes = [tuple(image.shape[:2]) for image in images]
-        maps = self.processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
-        predictions = [label_map.to(self.device, torch.int64) for label_map in maps]
-        if mask_model:
-            confidences = None
-        else:
-            probabilities = [F.interpolate(outputs.logits[i:i + 1].float(), size=size, mode="bilinear",
-                                           align_corners=False)[0].softmax(dim=0).to(self.device)
-                             for i, size in enumerate(sizes)]
-        if self.class_map is not None:
-            lut = self.class_map.to(self.device)
-            predictions = [lut[p] for p in predictions]
-            if not mask_model:
-                probabilities = [torch.zeros((self.num_classes, *p.shape[1:]), device=self.device)
-                                 .index_add_(0, lut, p) for p in probabilities]
-        if not mask_model:
-            confidences = [p.gather(0, pred[None])[0] for p, pred in zip(probabilities, predictions)]
-        return predictions, confidences
+            return with_confidence_one_at_a_time(self, images, ids)
+        outputs, predictions = self._segment(images, ids)
+        if getattr(outputs, MASK_FIELDS[0], None) is not None:  # a mask model
+            return map_classes(self.class_map, predictions), None
+        probabilities = [F.interpolate(outputs.logits[i:i + 1].float(), size=tuple(image.shape[:2]),
+                                       mode="bilinear", align_corners=False)[0].softmax(dim=0).to(self.device)
+                         for i, image in enumerate(images)]
+        return top_label(probabilities, predictions, self.class_map, self.num_classes)
 
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         """The model and the processor's tensors (``pixel_values`` first): the model scope is the

@@ -21,7 +21,8 @@ from pydantic import Field
 from segbench.config import MMSEG_WEIGHTS_HINT, ConfigRef, ModelBase, is_file_reference, local_path
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter, class_map_table, require_finite
+from segbench.models.base import (ModelAdapter, class_map_table, map_classes, require_finite, top_label,
+                                  with_confidence_one_at_a_time)
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_error
 from segbench.mmseg_support import mim_root, require_mmseg  # also imported from here (cli, tests)
@@ -220,11 +221,8 @@ class MMSegAdapter(ModelAdapter):
         results = self.model.test_step(data)
         for result, id_ in zip(results, ids):
             require_finite(result.seg_logits.data[None], [id_], self.name)
-        predictions = [result.pred_sem_seg.data[0].to(self.device, torch.int64) for result in results]
-        if self.class_map is not None:
-            lut = self.class_map.to(self.device)
-            predictions = [lut[p] for p in predictions]
-        return predictions
+        return map_classes(self.class_map, [result.pred_sem_seg.data[0].to(self.device, torch.int64)
+                                            for result in results])
 
     @torch.inference_mode()
     def predict_with_confidence(self, images: list[np.ndarray],
@@ -241,10 +239,7 @@ class MMSegAdapter(ModelAdapter):
         from mmengine.dataset import pseudo_collate
 
         if len({image.shape for image in images}) > 1:
-            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
-            if any(p[1] is None for p in pairs):
-                return [p[0][0] for p in pairs], None
-            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
+            return with_confidence_one_at_a_time(self, images, ids)
         data = pseudo_collate([self.pipeline({"img": np.ascontiguousarray(image[..., ::-1])})
                                for image in images])
         if getattr(self._segmentor(), "out_channels", 2) == 1:
@@ -265,14 +260,7 @@ class MMSegAdapter(ModelAdapter):
                 require_finite(result.seg_logits.data[None], [id_], self.name)
             probabilities = [result.seg_logits.data.float().softmax(dim=0) for result in results]
         predictions = [result.pred_sem_seg.data[0].to(self.device, torch.int64) for result in results]
-        probabilities = [p.to(self.device) for p in probabilities]
-        if self.class_map is not None:
-            lut = self.class_map.to(self.device)
-            probabilities = [torch.zeros((self.num_classes, *p.shape[1:]), device=self.device).index_add_(0, lut, p)
-                             for p in probabilities]
-            predictions = [lut[p] for p in predictions]
-        confidences = [p.gather(0, pred[None])[0] for p, pred in zip(probabilities, predictions)]
-        return predictions, confidences
+        return top_label([p.to(self.device) for p in probabilities], predictions, self.class_map, self.num_classes)
 
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[torch.nn.Module, tuple[torch.Tensor]]:
         """The segmentor and its data_preprocessor's batch: ``segmentor(inputs)`` is mode 'tensor', mmseg's
