@@ -17,7 +17,7 @@ from segbench.config import (IMAGENET_MEAN, IMAGENET_STD, InferenceConfig, Model
                              reject_url, resolve_path)
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter, require_finite
+from segbench.models.base import ModelAdapter, require_finite, with_confidence_one_at_a_time
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_state_dict
 from segbench.models.inference import segment
@@ -67,8 +67,7 @@ class TorchAdapter(ModelAdapter):
         """The same argmax as ``predict``, and the predicted class's probability: the float32 softmax of the
         logits at the image's size, or with TTA the averaged probabilities the prediction came from."""
         if len({image.shape for image in images}) > 1:
-            pairs = [self.predict_with_confidence([image], [id_]) for image, id_ in zip(images, ids)]
-            return [p[0][0] for p in pairs], [p[1][0] for p in pairs]
+            return with_confidence_one_at_a_time(self, images, ids)
         scores = self._scores(images, ids)
         predictions = scores.argmax(dim=1)
         tta = self.inference.scales != [1.0] or self.inference.flip
