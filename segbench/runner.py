@@ -478,9 +478,14 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
         shared = world.broadcast((refusal or plan.to_run) if world.main else None)
         if isinstance(shared, UserError):
             raise shared
-        if world.main:
-            reporter.run_started(run_dir)
-        return _run_cells(suite, run_dir, shared, plan, datasets, torch_device, reporter, world)
+        try:  # from here on the manifest exists: a Ctrl-C anywhere is recorded and resumable
+            if world.main:
+                reporter.run_started(run_dir)
+            return _run_cells(suite, run_dir, shared, plan, datasets, torch_device, reporter, world)
+        except KeyboardInterrupt:
+            if world.main:
+                plan.ended("interrupted")
+            raise Interrupted(run_dir) from None
 
 
 def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan: _Plan | None,
@@ -493,9 +498,9 @@ def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan:
             outcome.statuses[cell.id] = "skipped"
             reporter.cell_finished(cell.id, "skipped", None)
             continue
-        if world.main:
-            plan.started(cell)
         try:
+            if world.main:
+                plan.started(cell)
             output = evaluate_cell(cell, datasets[cell.dataset.name], suite, device, reporter,
                                    profiled, world, staging=run_dir / "cells")
             if world.main:
@@ -507,8 +512,7 @@ def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan:
         except KeyboardInterrupt:
             if world.main:
                 plan.finished(cell, "interrupted")
-                plan.ended("interrupted")
-            raise Interrupted(run_dir) from None
+            raise
         except (Exception, SystemExit) as error:  # a failing cell is recorded and the run goes on
             outcome.statuses[cell.id] = "failed"
             outcome.errors[cell.id] = _describe(error)

@@ -320,6 +320,23 @@ def test_ctrl_c_stops_the_run_and_the_manifest_says_interrupted(tmp_path, nets):
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "finished"
 
 
+def test_ctrl_c_between_cells_is_recorded_and_resumable(tmp_path, nets):
+    from segbench.runner import Interrupted, Reporter
+
+    class StopAfterFirstCell(Reporter):
+        def cell_finished(self, cell_id, status, error):
+            raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        execute(suite_dict([POINTWISE, {**POINTWISE, "name": "pw2"}]), run_dir=run_dir,
+                reporter=StopAfterFirstCell())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert {c: e["status"] for c, e in manifest["cells"].items()} == {"pw__shapes": "complete",
+                                                                      "pw2__shapes": "pending"}
+
+
 def test_a_worker_error_is_described_once(tmp_path, folder_data):
     (folder_data / "images" / "b.png").write_bytes(b"not a png")
     suite = folder_suite(folder_data, folder_data / "labels")
