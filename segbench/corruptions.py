@@ -36,8 +36,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 from PIL import Image
+from pydantic import Field, field_validator
 
 from segbench.atomic import atomic_write_bytes
+from segbench.config import Strict, SuitePath
+from segbench.data.base import Sample, SegDataset
 from segbench.errors import DataError, UserError
 from segbench.images import read_image, write_label
 
@@ -192,6 +195,66 @@ def cached_corrupt(cache: CorruptionCache | None, image: np.ndarray, name: str, 
     result = corrupt_image(image, name, severity, seed, image_id)
     cache.put(path, result)
     return result
+
+
+# ---------------------------------------------------------------- the suite's section, and a corrupted view
+
+
+class CorruptionsConfig(Strict):
+    """The suite's ``corruptions`` section: every (model, dataset) is also evaluated on corrupted images."""
+
+    names: list[str] = Field(default_factory=lambda: list(COMMON), min_length=1)
+    severities: list[int] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
+    reference: str | None = None
+    """A model of the suite: CE is normalised by its errors (mCE); None: unnormalised."""
+    seed: int = 0
+    cache: SuitePath | None = None
+    """Where corrupted images are kept (lossless PNGs, keyed by content); None: the run folder's
+    ``corruption_cache/``. Name one folder in several suites to corrupt each image once."""
+
+    @field_validator("names")
+    @classmethod
+    def _known_names(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in CORRUPTIONS_ALL]
+        if unknown:
+            raise ValueError(f"unknown corruption {unknown[0]!r}; valid: {', '.join(CORRUPTIONS_ALL)}")
+        return list(dict.fromkeys(names))
+
+    @field_validator("severities")
+    @classmethod
+    def _known_severities(cls, severities: list[int]) -> list[int]:
+        wrong = [s for s in severities if s not in SEVERITIES]
+        if wrong:
+            raise ValueError(f"severity {wrong[0]} is not one of {', '.join(map(str, SEVERITIES))}")
+        return sorted(set(severities))
+
+    def settings(self, name: str, severity: int) -> dict[str, Any]:
+        """What a corrupted cell's pixels depend on (part of its settings, so a change redoes it)."""
+        return {"name": name, "severity": severity, "seed": self.seed, "package": package_version()}
+
+
+class CorruptedDataset(SegDataset):
+    """``clean`` with each image corrupted by ``name`` at ``severity`` as it is loaded (in the DataLoader's
+    workers), served from ``cache`` when it holds it. Labels and extras are the clean ones; so is the
+    fingerprint: the data are the clean dataset's, the corruption is part of the cell's settings."""
+
+    def __init__(self, clean: SegDataset, name: str, severity: int, seed: int,
+                 cache: CorruptionCache | None) -> None:
+        check_corruption(name, severity)
+        _package()  # the missing extra is one line before any work, not an error per image
+        self.clean, self.name, self.severity, self.seed, self.cache = clean, name, severity, seed, cache
+        self.info = clean.info
+
+    def ids(self) -> list[str]:
+        return self.clean.ids()
+
+    def load(self, index: int) -> Sample:
+        sample = self.clean.load(index)
+        image = cached_corrupt(self.cache, sample.image, self.name, self.severity, self.seed, sample.id)
+        return Sample(sample.id, image, sample.label, sample.extras)
+
+    def fingerprint_parts(self) -> list[str]:
+        return self.clean.fingerprint_parts()
 
 
 # ---------------------------------------------------------------- a corrupted copy of a dataset

@@ -1,11 +1,15 @@
 """One evaluation over several processes started by ``torchrun``: who is who, and what they exchange.
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in each process (rank). Every
-rank evaluates a contiguous shard of each dataset on its own device; rank 0
-gathers the ranks' metric states and merges them in rank order. Shards are
-contiguous and unpadded, so the merged state holds each image once, with the
-records in dataset order: the same state as one process builds, hence the
-same figures, to the bit. Only rank 0 writes the run folder.
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE (the ranks on
+its node) in each process (rank). Every rank evaluates a contiguous shard of
+each dataset on its own device; rank 0 gathers the ranks' metric states and
+merges them in rank order. Shards are contiguous and unpadded, so the merged
+state holds each image once, with the records in dataset order: the same state
+as one process builds from the same model outputs, hence the same figures, to
+the bit. (A model's floats, such as the confidences calibration scores, can
+differ in their last bits with the batch an image is in and with torch's
+thread count, which torchrun sets to 1 per rank.) Only rank 0 writes the run
+folder.
 
 The ranks exchange small Python objects only (metric states, errors, the run
 folder's path), through torch.distributed's object collectives, over NCCL
@@ -40,6 +44,8 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    local_size: int = 1
+    """The ranks on this rank's node, this one included."""
 
     @property
     def main(self) -> bool:
@@ -48,6 +54,10 @@ class World:
     def shard(self, count: int) -> range:
         """This rank's contiguous part of ``count`` items; part sizes differ by one at most."""
         return range(self.rank * count // self.size, (self.rank + 1) * count // self.size)
+
+    def share(self, cores: int) -> int:
+        """This rank's part of its node's ``cores``: the ranks of a node split them evenly; at least 1."""
+        return max(1, cores // self.local_size)
 
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj``, on every rank."""
@@ -82,7 +92,8 @@ class World:
 def world_from_env() -> World:
     """The world torchrun describes in the environment; one process when it does not."""
     return World(rank=int(os.environ.get("RANK", 0)), size=int(os.environ.get("WORLD_SIZE", 1)),
-                 local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+                 local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                 local_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
 
 
 @contextmanager

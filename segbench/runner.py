@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from segbench.columns import Column
+from segbench.corruptions import CLEAN, CorruptedDataset, CorruptionCache
 from segbench.data.base import SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
 from segbench.environment import device_name, environment, resolve_device
@@ -40,7 +41,7 @@ from segbench.models.base import ModelAdapter
 from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins, register_columns
-from segbench.store import CellOutput, RunStore
+from segbench.store import CORRUPTION_CACHE, CellOutput, RunStore
 from segbench.suite import Cell, Suite
 from segbench.version import __version__
 
@@ -245,19 +246,24 @@ def _stop(writer: PredictionWriter | None, lanes: MetricLanes | None) -> None:
 
 
 def _cores() -> int:
+    """This rank's cores: those the process may run on, split evenly among the ranks of its node (torchrun
+    starts several on one node, each sizing its own workers)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return world_from_env().share(cores)
 
 
 def loader_workers(setting: int | str) -> int:
-    """``num_workers``: ``auto`` leaves one core to the run's own process, and takes at most 4."""
+    """``num_workers``: ``auto`` leaves one of this rank's cores (:func:`_cores`) to the rank's own process,
+    and takes at most 4."""
     return min(4, _cores() - 1) if setting == "auto" else int(setting)
 
 
 def metric_workers(setting: int | str, groups: int) -> int:
-    """``metric_workers``: ``auto`` is one thread per metric group, at most half the machine's cores, at least 1."""
+    """``metric_workers``: ``auto`` is one thread per metric group, at most half this rank's cores
+    (:func:`_cores`), at least 1."""
     if setting != "auto":
         return int(setting)
     return min(groups, max(1, _cores() // 2))
@@ -415,7 +421,9 @@ def summary_trained(trained: Any) -> bool | None:
 def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], metrics: dict,
                  invalid: dict[str, int], seconds: float) -> CellOutput:
     info = dataset.info
-    keys = {"model": cell.model.name, "dataset": cell.dataset.name}
+    keys = cell.keys
+    # confusion and calibration rows have DESIGN.md's columns, and the corruption's only where it is one
+    table_keys = keys if cell.corruption != CLEAN else {"model": cell.model.name, "dataset": cell.dataset.name}
     summary: dict[str, Any] = dict(keys)
     per_class = pd.DataFrame({**keys, "class_id": range(info.num_classes),
                               "class_name": info.class_names})
@@ -428,7 +436,7 @@ def _cell_output(cell: Cell, dataset: SegDataset, provenance: dict[str, Any], me
             per_class[column] = values
         rows = pd.DataFrame(result.per_image)
         per_image = per_image.merge(rows, on="image_id", how="left")
-        tables |= {name: pd.DataFrame({**keys, **columns}) for name, columns in result.tables.items()}
+        tables |= {name: pd.DataFrame({**table_keys, **columns}) for name, columns in result.tables.items()}
     per_image["invalid_label_pixels"] = per_image["image_id"].map(invalid).fillna(0).astype("int64")
     summary |= {"num_images": len(dataset), "invalid_label_pixels": int(sum(invalid.values())),
                 "trained": summary_trained(provenance.get("trained")), "eval_seconds": seconds}
@@ -501,7 +509,7 @@ def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan:
         try:
             if world.main:
                 plan.started(cell)
-            output = evaluate_cell(cell, datasets[cell.dataset.name], suite, device, reporter,
+            output = evaluate_cell(cell, _cell_dataset(cell, datasets, suite, run_dir), suite, device, reporter,
                                    profiled, world, staging=run_dir / "cells")
             if world.main:
                 output.record["inputs_fingerprint"] = to_run[cell.id]
@@ -525,6 +533,17 @@ def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan:
     return world.broadcast(outcome)
 
 
+def _cell_dataset(cell: Cell, datasets: dict[str, SegDataset], suite: Suite, run_dir: Path) -> SegDataset:
+    """The images a cell evaluates: its dataset's, corrupted when the cell is a corrupted one (in the
+    DataLoader's workers, kept in the suite's cache folder or the run folder's ``corruption_cache/``)."""
+    clean = datasets[cell.dataset.name]
+    if cell.corruption == CLEAN:
+        return clean
+    section = suite.corruptions
+    cache = CorruptionCache(section.cache or run_dir / CORRUPTION_CACHE)
+    return CorruptedDataset(clean, cell.corruption, cell.severity, section.seed, cache)
+
+
 @dataclass
 class _Plan:
     """Rank 0's bookkeeping of a run: the store, the manifest, and the cells left to evaluate (each with
@@ -534,6 +553,7 @@ class _Plan:
     manifest: dict[str, Any]
     cell_ids: list[str]
     to_run: dict[str, str | None]
+    reference: str | None = None  # the corruptions' reference model, which normalises robustness.parquet
 
     def started(self, cell: Cell) -> None:
         self.manifest["cells"][cell.id] |= {"status": "running", "started": _now(), "error": None,
@@ -544,7 +564,7 @@ class _Plan:
         self.manifest["cells"][cell.id] |= {"status": status, "finished": _now(), **details}
         self.manifest["updated"] = _now()
         if status == "complete":
-            self.store.write_tables(self.cell_ids)
+            self.store.write_tables(self.cell_ids, self.reference)
         self.store.write_manifest(self.manifest)
 
     def ended(self, status: str) -> None:
@@ -574,9 +594,10 @@ def _plan(suite: Suite, run_dir: Path, resume: bool, suite_source: dict[str, Any
             to_run[cell.id] = inputs
             store.remove_cell(cell.id)
             manifest["cells"][cell.id] |= {"status": "pending", "error": None, "traceback": None}
-    store.write_tables(list(manifest["cells"]))
+    reference = suite.corruptions.reference if suite.corruptions is not None else None
+    store.write_tables(list(manifest["cells"]), reference)
     store.write_manifest(manifest)
-    return _Plan(store, manifest, [cell.id for cell in suite.cells()], to_run)
+    return _Plan(store, manifest, [cell.id for cell in suite.cells()], to_run, reference)
 
 
 def _warn_untrained(output: CellOutput, cell: Cell, reporter: Reporter) -> None:
@@ -623,6 +644,6 @@ def _start_manifest(store: RunStore, suite: Suite, suite_source: dict[str, Any] 
     old_cells = previous.get("cells", {})
     for cell in suite.cells():
         manifest["cells"][cell.id] = old_cells.get(cell.id, {}) | {
-            "model": cell.model.name, "dataset": cell.dataset.name}
+            **cell.keys}
         manifest["cells"][cell.id].setdefault("status", "pending")
     return manifest

@@ -16,13 +16,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from segbench.atomic import atomic_write_bytes, temporary_folder
+from segbench.corruptions import CLEAN, robustness_table
 from segbench.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -31,6 +32,10 @@ ROW_TABLES = ("per_class", "per_image")  # every complete cell has them
 EXTRA_TABLES = ("efficiency", "confusion", "calibration")  # a cell has them when it measured or computed them
 TABLES = ("summary", *ROW_TABLES, *EXTRA_TABLES)
 PREDICTIONS = "predictions"
+ROBUSTNESS = "robustness"
+CORRUPTION_CACHE = "corruption_cache"  # the default cache of corrupted images, beside cells/
+CELL_KEYS = ("model", "dataset", "corruption", "severity")
+"""The columns that identify a cell's rows in every table (clean cells: corruption ``none``, severity 0)."""
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -183,23 +188,31 @@ class RunStore:
                 if name in ROW_TABLES or (folder / f"{name}.parquet").is_file()}}
         return self._tables[cell_id]
 
-    def write_tables(self, cell_ids: list[str]) -> None:
-        """Write the run-level tables of the complete cells among ``cell_ids``.
+    def write_tables(self, cell_ids: list[str], reference: str | None = None) -> None:
+        """Write the run-level tables of the complete cells among ``cell_ids``, and ``robustness.parquet``
+        (normalised by the ``reference`` model) when some are corrupted.
 
         Each cell's rows are read from disk at most once per store (those this
         store wrote, never), so writing after each cell costs no reads of the
         earlier cells' files.
         """
         cells = [tables for cid in cell_ids if (tables := self._cell_tables(cid)) is not None]
-        summary = pd.DataFrame([cell["summary"] for cell in cells])
+        summary = with_cell_keys(pd.DataFrame([cell["summary"] for cell in cells]))
         atomic_write_table(self.root / "summary.parquet", summary)
         atomic_write_table(self.root / "summary.csv", summary)
+        robustness = self.root / f"{ROBUSTNESS}.parquet"
+        if "mIoU" in summary.columns and (summary["corruption"] != CLEAN).any():
+            atomic_write_table(robustness, robustness_table(summary, reference))
+        else:
+            robustness.unlink(missing_ok=True)
         for name in ROW_TABLES:
-            frames = [cell[name] for cell in cells]
+            frames = [with_cell_keys(cell[name]) for cell in cells]
             atomic_write_table(self.root / f"{name}.parquet",
                                pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
         for name in EXTRA_TABLES:
             frames = [cell[name] for cell in cells if name in cell]
+            if any("corruption" in frame.columns for frame in frames):  # rows of corrupted cells among them
+                frames = [with_cell_keys(frame) for frame in frames]
             if frames:
                 atomic_write_table(self.root / f"{name}.parquet", pd.concat(frames, ignore_index=True))
             else:  # the cells that had rows were redone without them, or are gone
@@ -225,6 +238,15 @@ class RunResults:
     calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The reliability diagram: one row per (model, dataset, confidence bin) of the cells that ran the
     calibration group with class probabilities: bin, lower, upper, pixels, mean_confidence, accuracy."""
+    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """CE, relative CE and mIoU per severity by (model, dataset, corruption), and mCE, relative mCE and
+    retention in the rows of corruption ``all`` (runs with a ``corruptions`` section)."""
+
+    def clean(self) -> "RunResults":
+        """These results restricted to the clean images (what leaderboards show unless asked)."""
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["corruption"] == CLEAN].reset_index(drop=True) if "corruption" in frame else frame
+        return replace(self, **{name: rows(getattr(self, name)) for name in TABLES})
 
 
 def load(run_dir: str | Path) -> RunResults:
@@ -234,8 +256,25 @@ def load(run_dir: str | Path) -> RunResults:
     tables = {}
     for name in TABLES:
         path = store.root / f"{name}.parquet"
-        tables[name] = _read_table(path) if path.is_file() else pd.DataFrame()
-    return RunResults(store.root, manifest, **tables)
+        table = _read_table(path) if path.is_file() else pd.DataFrame()
+        tables[name] = with_cell_keys(table) if name in ("summary", *ROW_TABLES) else table
+    path = store.root / f"{ROBUSTNESS}.parquet"
+    robustness = _read_table(path) if path.is_file() else pd.DataFrame()
+    return RunResults(store.root, manifest, **tables, robustness=robustness)
+
+
+def with_cell_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the :data:`CELL_KEYS` columns after ``model`` and ``dataset``. Runs written before
+    corruptions existed lack ``corruption`` and ``severity`` (their rows are clean), and so do the confusion,
+    calibration and efficiency rows of clean cells (DESIGN.md's columns)."""
+    if frame.empty or "model" not in frame.columns:
+        return frame
+    frame = frame.copy()
+    if "corruption" not in frame.columns:
+        frame.insert(2, "corruption", CLEAN)
+    if "severity" not in frame.columns:
+        frame.insert(3, "severity", 0)
+    return frame
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -244,3 +283,38 @@ def _read_table(path: Path) -> pd.DataFrame:
     except Exception as error:  # pyarrow raises several types for truncated or foreign files
         raise UserError(f"cannot read the table ({type(error).__name__}): truncated or not a parquet file",
                         source=str(path)) from None
+
+
+# ---------------------------------------------------------------- comparing the cells of different runs
+
+def data_difference(records: dict[str, dict[str, Any]]) -> str | None:
+    """How the data of cells of one dataset name differ, the cells' records (cell.json) by a label naming
+    where each is from ("the baseline", "run r1"): image count and fingerprint. None when the fingerprints
+    agree: the same data, whatever the cells' names."""
+    prints = {label: str(record.get("dataset_fingerprint")) for label, record in records.items()}
+    if len(set(prints.values())) <= 1:
+        return None
+    counts = {label: record.get("summary", {}).get("num_images") for label, record in records.items()}
+    if len(set(counts.values())) == 1:
+        count = f"{next(iter(counts.values()))} images in {'both' if len(counts) == 2 else 'each'}"
+    else:
+        count = ", ".join(f"{n}{' images' if i == 0 else ''} in {label}"
+                          for i, (label, n) in enumerate(counts.items()))
+    return f"{count}; fingerprint " + ", ".join(f"{p[:16]} in {label}" for label, p in prints.items())
+
+
+def option_differences(before: dict[str, Any], after: dict[str, Any], names: tuple[str, str]) -> list[str]:
+    """Where the metric options (group -> options) of two runs or cells differ: dotted paths with both
+    values, each introduced by its side's name in ``names``. Only the groups both record are compared: a
+    group on in one and off (null) in the other is a difference; a group one does not record at all (its
+    segbench predates the group) gives figures only the other has, no other convention of the same ones."""
+    both = before.keys() & after.keys()
+    return _differences({name: before[name] for name in both}, {name: after[name] for name in both}, names)
+
+
+def _differences(before: Any, after: Any, names: tuple[str, str], path: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for key in sorted(before.keys() | after.keys())
+                for d in _differences(before.get(key, "<absent>"), after.get(key, "<absent>"), names,
+                                      f"{path}.{key}" if path else str(key))]
+    return [] if before == after else [f"{path}: {names[0]} {before!r}, {names[1]} {after!r}"]

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from segbench.config import NAME_PATTERN, DatasetBase, ModelBase, Strict
+from segbench.corruptions import CLEAN, CorruptionsConfig
 from segbench.errors import UserError
 from segbench.profiling import EfficiencyConfig
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
@@ -47,6 +48,8 @@ class Suite(Strict):
     """The profiling pass; None (the default) runs none."""
     save_predictions: bool = False
     """Write each prediction as a palette PNG to cells/<id>/predictions/ (a model may override it)."""
+    corruptions: CorruptionsConfig | None = None
+    """Also evaluate every (model, dataset) on corrupted images; None (the default): clean images only."""
 
     @field_validator("datasets", "models")
     @classmethod
@@ -57,11 +60,30 @@ class Suite(Strict):
             raise ValueError(f"names must be unique; repeated: {', '.join(repeated)}")
         return entries
 
+    @model_validator(mode="after")
+    def _reference_is_a_model(self) -> "Suite":
+        reference = self.corruptions.reference if self.corruptions is not None else None
+        names = [model.name for model in self.models]
+        if reference is not None and reference not in names:
+            raise ValueError(f"corruptions.reference {reference!r} is not a model of the suite; "
+                             f"its models: {', '.join(names)}")
+        return self
+
     def cells(self) -> list["Cell"]:
-        """Every (model, dataset) pair, models outermost, in file order."""
-        return [Cell(model, dataset, self.metrics, self.efficiency,
-                     self.save_predictions if model.save_predictions is None else model.save_predictions)
-                for model in self.models for dataset in self.datasets]
+        """Every (model, dataset) pair, models outermost, in file order; with ``corruptions``, each pair's
+        clean cell is followed by its corrupted ones (corruption, then severity), which measure no
+        efficiency (a model's is measured once, on clean images)."""
+        cells = []
+        for model in self.models:
+            save = self.save_predictions if model.save_predictions is None else model.save_predictions
+            for dataset in self.datasets:
+                clean = Cell(model, dataset, self.metrics, self.efficiency, save)
+                cells.append(clean)
+                if self.corruptions is not None:
+                    cells += [replace(clean, efficiency=None, corruption=name, severity=severity,
+                                      corruption_settings=self.corruptions.settings(name, severity))
+                              for name in self.corruptions.names for severity in self.corruptions.severities]
+        return cells
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -110,10 +132,22 @@ class Cell:
     metrics: BaseModel
     efficiency: EfficiencyConfig | None = None
     save_predictions: bool = False
+    corruption: str = CLEAN
+    severity: int = 0
+    corruption_settings: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.model.name}__{self.dataset.name}"
+        """``model__dataset``, and ``model__dataset__corruption__severity`` for a corrupted cell ('__' is
+        in no name, so ids never collide)."""
+        base = f"{self.model.name}__{self.dataset.name}"
+        return base if self.corruption == CLEAN else f"{base}__{self.corruption}__{self.severity}"
+
+    @property
+    def keys(self) -> dict[str, Any]:
+        """The columns that identify the cell's rows in every table."""
+        return {"model": self.model.name, "dataset": self.dataset.name, "corruption": self.corruption,
+                "severity": self.severity}
 
     def metrics_on(self) -> dict[str, Any]:
         """The options of the metric groups that run: a group turned off, or one a plugin adds and a suite
@@ -130,6 +164,8 @@ class Cell:
             settings["efficiency"] = self.efficiency.model_dump(mode="json")
         if self.save_predictions:  # likewise; a resumed run redoes the cells saved without predictions
             settings["save_predictions"] = True
+        if self.corruption_settings is not None:
+            settings["corruption"] = self.corruption_settings
         return settings
 
 

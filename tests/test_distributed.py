@@ -1,6 +1,7 @@
-"""Sharded runs under torchrun (gloo, CPU) against the single-process run, column by column."""
+"""Sharded runs under torchrun (gloo, CPU) against the single-process run, column by column; workers per rank."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from segbench.distributed import World, portable
+from segbench import runner
+from segbench.distributed import World, portable, world_from_env
 from segbench.metrics.confusion import AccuracyMetric
 from segbench.store import load
 
@@ -66,43 +68,71 @@ def test_states_that_travel_between_ranks_merge_into_the_one_pass_state():
     assert first.records == one_pass.records
 
 
-def write_suite(path: Path, models: list[dict], images: int = 7) -> Path:
+@pytest.mark.parametrize(("cores", "ranks_per_node", "loaders", "threads"), [
+    (16, None, 4, 5), (16, 1, 4, 5), (16, 2, 4, 4), (16, 3, 4, 2), (16, 4, 3, 2), (16, 16, 0, 1), (3, 4, 0, 1),
+])
+def test_auto_workers_are_sized_from_the_cores_of_each_rank_on_the_node(monkeypatch, cores, ranks_per_node,
+                                                                         loaders, threads):
+    """min(4, rank's cores - 1) DataLoader processes; min(5 groups, max(1, rank's cores // 2)) metric threads."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    if ranks_per_node is None:  # not under torchrun
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks_per_node))
+    assert world_from_env().local_size == (ranks_per_node or 1)
+    assert (runner.loader_workers("auto"), runner.metric_workers("auto", 5)) == (loaders, threads)
+    assert (runner.loader_workers(2), runner.metric_workers(3, 5)) == (2, 3)  # numbers are taken as given
+
+
+def write_suite(path: Path, models: list[dict], images: int = 7, **extra) -> Path:
     suite = {
         "name": "sharded", "device": "cpu", "batch_size": 2, "num_workers": 0,
         "datasets": [{"name": "shapes", "type": "synthetic", "num_images": images,
                       "height": 32, "width": 48, "seed": 3}],
-        "models": models,
+        "models": models, **extra,
     }
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     return path
 
 
-def run(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
 
 
-def test_two_ranks_give_the_single_process_results_column_for_column(tmp_path, nets):
-    suite = write_suite(tmp_path / "suite.yaml", [
-        {"name": "fcn", "type": "builtin", "arch": "fcn"},
-        {"name": "pointwise", "type": "python", "factory": "tiny_nets:pointwise",
-         "kwargs": {"num_classes": 6}, "num_classes": 6},
-    ])
-    single = run([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / "one")])
+def test_two_ranks_with_metric_threads_give_the_single_inline_process_results_column_for_column(tmp_path, nets):
+    """Every default group (boundary and distance among them) and calibration: the shards' states are built on
+    3 metric threads per rank, then merged on rank 0; the reference scores inline in one process.
+
+    The model's float outputs (calibration's confidences) can differ in their last bits with the size of the batch
+    an image is in and with torch's thread count, which torchrun sets to 1: both runs compute each image alone
+    on one thread, so that the model gives both the same numbers and any difference is segbench's."""
+    models = [{"name": "fcn", "type": "builtin", "arch": "fcn"},
+              {"name": "pointwise", "type": "python", "factory": "tiny_nets:pointwise",
+               "kwargs": {"num_classes": 6}, "num_classes": 6}]
+    suites = {workers: write_suite(tmp_path / f"suite{workers}.yaml", models, batch_size=1,
+                                   metric_workers=workers, metrics={"calibration": {}})
+              for workers in (0, 3)}
+    single = run([sys.executable, "-m", "segbench", "run", str(suites[0]), "--run-dir", str(tmp_path / "one")],
+                 OMP_NUM_THREADS="1")
     assert single.returncode == 0, single.stderr
-    sharded = run([*TORCHRUN, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / "two")])
+    sharded = run([*TORCHRUN, "-m", "segbench", "run", str(suites[3]), "--run-dir", str(tmp_path / "two")],
+                  OMP_NUM_THREADS="1")
     assert sharded.returncode == 0, sharded.stderr
     assert sharded.stdout.strip().splitlines()[-1] == str(tmp_path / "two")  # rank 0 alone prints
     one, two = load(tmp_path / "one"), load(tmp_path / "two")
     assert two.manifest["world_size"] == 2 and one.manifest["world_size"] == 1
+    assert {"BF", "mBIoU", "HD95", "ECE"} <= set(one.per_image.columns)
+    assert one.summary[["mBF", "mBIoU", "mHD95", "ECE", "MCE"]].notna().all().all()
     for _, images in two.per_image.groupby("model"):  # each image once, in dataset order
         assert list(images["image_id"]) == [f"synth_{i:05d}" for i in range(7)]
-    for name in ("summary", "per_class", "per_image", "confusion"):
+    for name in ("summary", "per_class", "per_image", "confusion", "calibration"):
         ours, theirs = getattr(two, name), getattr(one, name)
         columns = [c for c in theirs.columns if c not in TIMING]
-        assert list(ours.columns) == list(theirs.columns)
+        assert list(ours.columns) == list(theirs.columns) and len(theirs) > 0
         pd.testing.assert_frame_equal(ours[columns], theirs[columns], check_exact=True)
-    cell = json.loads((tmp_path / "two" / "cells" / "fcn__shapes" / "cell.json").read_text())
-    assert cell["world_size"] == 2
+    for run_dir, workers, world_size in ((tmp_path / "one", 0, 1), (tmp_path / "two", 3, 2)):
+        cell = json.loads((run_dir / "cells" / "fcn__shapes" / "cell.json").read_text())
+        assert (cell["world_size"], cell["workers"]["metric_workers"]) == (world_size, workers)
 
 
 def test_a_failing_rank_fails_the_cell_with_its_error_and_the_run_goes_on(tmp_path, nets):

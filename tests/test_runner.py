@@ -15,6 +15,9 @@ from segbench.images import write_label
 from segbench.data.synthetic import SyntheticDataset
 from segbench.errors import UserError
 from segbench.config import IMAGENET_MEAN, IMAGENET_STD
+from segbench.registry import load_plugins
+
+load_plugins()  # tests below read METRICS directly, also when they run on their own
 
 def suite_dict(models, datasets=None, **extra):
     datasets = datasets or [{"name": "shapes", "type": "synthetic", "num_images": 5,
