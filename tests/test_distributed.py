@@ -154,3 +154,23 @@ def test_a_failing_rank_fails_the_cell_with_its_error_and_the_run_goes_on(tmp_pa
     assert manifest["cells"]["pointwise__shapes"]["status"] == "complete"
     assert not (tmp_path / "run" / "cells" / "flaky__shapes").exists()
     assert "failed: flaky__shapes: rank 1: RuntimeError" in result.stderr
+
+
+def test_corrupted_cells_are_sharded_like_any_other(tmp_path, nets):
+    """Each rank corrupts its own images (into the one cache folder); rank 0 merges: the single process's rows."""
+    pytest.importorskip("imagecorruptions")
+    models = [{"name": "pointwise", "type": "python", "factory": "tiny_nets:pointwise",
+               "kwargs": {"num_classes": 6}, "num_classes": 6}]
+    suite = write_suite(tmp_path / "suite.yaml", models, images=5,
+                        corruptions={"names": ["gaussian_noise", "fog"], "severities": [2]})
+    runs = {"one": [sys.executable], "two": TORCHRUN}
+    for name, launcher in runs.items():
+        result = run([*launcher, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / name)])
+        assert result.returncode == 0, result.stderr
+    one, two = load(tmp_path / "one"), load(tmp_path / "two")
+    assert list(two.summary["corruption"]) == ["none", "gaussian_noise", "fog"]
+    for table in ("summary", "per_image", "robustness"):
+        ours, theirs = getattr(two, table), getattr(one, table)
+        columns = [c for c in theirs.columns if c not in TIMING]
+        pd.testing.assert_frame_equal(ours[columns], theirs[columns], check_exact=True)
+    assert len(list((tmp_path / "two" / "corruption_cache").rglob("*.png"))) == 5 * 2
