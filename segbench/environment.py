@@ -14,7 +14,9 @@ import torch
 from segbench.errors import UserError
 
 PACKAGES = ("segbench", "torch", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "pillow",
-            "safetensors", "mmsegmentation", "mmcv", "mmengine")
+            "safetensors", "mmsegmentation", "mmcv", "mmengine", "transformers", "onnx", "onnxruntime",
+            "imagecorruptions-imaug", "numba")
+"""Recorded in every manifest: the versions that can move a figure (None: not installed)."""
 
 
 def package_versions() -> dict[str, str | None]:
