@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 from segbench import report
 from segbench.check import check as check_runs
 from segbench.errors import UserError
+from segbench.registry import DATASETS, MODELS, DatasetType, ModelSource, load_plugins
 from segbench.runner import Reporter, RunOutcome, new_run_id, run_suite
 from segbench.store import RunResults
 from segbench.store import load as load_run
@@ -67,18 +69,35 @@ def execute(suite: str | Path | dict | Suite, *, run_dir: str | Path | None = No
                      suite_source=source)
 
 
-MODEL_REF_FIELDS = {"mmseg": "config", "python": "factory", "builtin": "arch", "predictions": "root"}
-"""The field that ``TYPE:REF`` of ``segbench eval --model`` fills, where it is not ``path``."""
-CHECKPOINT_FIELDS = {"builtin": "weights"}
-"""The field that ``--checkpoint`` fills, where it is not ``checkpoint``."""
-NO_ROOT_DATASETS = ("synthetic",)
-
-
-def _type_and_ref(text: str, what: str, example: str) -> tuple[str, str]:
-    kind, _, ref = text.partition(":")
-    if not kind or not _ or (not ref and kind not in NO_ROOT_DATASETS):
-        raise UserError(f"--{what} {text!r}: expected TYPE:REF, e.g. {example}", field=what)
+def _type_and_ref(text: str, option: str, registry: Mapping[str, ModelSource | DatasetType]) -> tuple[str, str]:
+    """``TYPE:REF`` of ``segbench eval --model/--dataset``: a registered type, with a REF exactly when its
+    registration names the field REF fills (``eval_ref``)."""
+    kind, colon, ref = text.partition(":")
+    if kind not in registry:
+        raise UserError(f"--{option} {text!r}: expected TYPE:REF, TYPE one of {', '.join(sorted(registry))}")
+    field = registry[kind].eval_ref
+    if field is None and colon:
+        raise UserError(f"--{option} {text!r}: type {kind!r} takes no REF, write --{option} {kind}; the types "
+                        f"that take one: {_types_with(registry, 'eval_ref')}")
+    if field is not None and not ref:
+        raise UserError(f"--{option} {text!r}: expected {kind}:{field.upper()}")
     return kind, ref
+
+
+def _types_with(registry: Mapping[str, ModelSource | DatasetType], attribute: str) -> str:
+    """The registered types whose registration names an ``eval_*`` field, for an error message."""
+    return ", ".join(sorted(kind for kind, entry in registry.items() if getattr(entry, attribute) is not None))
+
+
+def _entry(kind: str, ref: str, declared: ModelSource | DatasetType, name: str,
+           num_classes: int | None) -> dict[str, Any]:
+    """A suite entry of ``kind``: REF in its ``eval_ref`` field, ``num_classes`` where its config has one."""
+    entry: dict[str, Any] = {"name": name, "type": kind}
+    if declared.eval_ref is not None:
+        entry[declared.eval_ref] = ref
+    if num_classes is not None and "num_classes" in declared.config.model_fields:
+        entry["num_classes"] = num_classes
+    return entry
 
 
 def _entry_name(ref: str, fallback: str) -> str:
@@ -93,22 +112,23 @@ def _entry_name(ref: str, fallback: str) -> str:
 def eval_suite(model: str, dataset: str, *, checkpoint: str | None = None, num_classes: int | None = None,
                device: str = "auto") -> dict[str, Any]:
     """The one-model, one-dataset suite of ``segbench eval``: ``model`` is TYPE:REF (``mmseg:CONFIG``,
-    ``python:module:function``, ``onnx:FILE``, ``torchscript:FILE``, ``hf:FOLDER``, ``builtin:ARCH``),
-    ``dataset`` TYPE:ROOT (``cityscapes:ROOT``, ``ade20k:ROOT``, ``folder:ROOT``, ``synthetic``)."""
-    model_type, ref = _type_and_ref(model, "model", "mmseg:CONFIG, python:nets:build or onnx:model.onnx")
-    data_type, root = _type_and_ref(dataset if ":" in dataset else dataset + ":", "dataset",
-                                    "cityscapes:data/cityscapes, ade20k:ROOT or folder:ROOT")
-    model_entry: dict[str, Any] = {"name": _entry_name(ref, model_type), "type": model_type,
-                                   MODEL_REF_FIELDS.get(model_type, "path"): ref}
+    ``python:module:function``, ``onnx:FILE``, ...), ``dataset`` TYPE:REF (``cityscapes:ROOT``, ...) or a
+    TYPE that takes no REF (``synthetic``). Each registration names the field its REF fills (``eval_ref``);
+    ``checkpoint`` fills the model's ``eval_checkpoint`` field, ``num_classes`` every config that has one."""
+    load_plugins()
+    model_type, ref = _type_and_ref(model, "model", MODELS)
+    data_type, root = _type_and_ref(dataset, "dataset", DATASETS)
+    source = MODELS[model_type]
+    model_entry = _entry(model_type, ref, source, _entry_name(ref, model_type), num_classes)
+    data_entry = _entry(data_type, root, DATASETS[data_type], data_type, num_classes)
     if checkpoint is not None:
-        model_entry[CHECKPOINT_FIELDS.get(model_type, "checkpoint")] = checkpoint
-    if num_classes is not None and model_type not in ("mmseg", "builtin", "hf", "predictions"):
-        model_entry["num_classes"] = num_classes
-    data_entry: dict[str, Any] = {"name": data_type, "type": data_type}
-    if root:
-        data_entry["root"] = root
-    if num_classes is not None and data_type == "folder":
-        data_entry["num_classes"] = num_classes
+        if source.eval_checkpoint is None:
+            raise UserError(f"--checkpoint: model type {model_type!r} takes no checkpoint; the types that do: "
+                            f"{_types_with(MODELS, 'eval_checkpoint')}")
+        model_entry[source.eval_checkpoint] = checkpoint
+    if num_classes is not None and "num_classes" not in model_entry and "num_classes" not in data_entry:
+        raise UserError(f"--num-classes: neither model type {model_type!r} nor dataset type {data_type!r} "
+                        "takes a number of classes")
     return {"name": "eval", "device": device, "datasets": [data_entry], "models": [model_entry]}
 
 
@@ -132,12 +152,18 @@ class Results(RunResults):
 
     def leaderboard(self, metrics: list[str] | None = None, *, sort: str = "mIoU", ci: bool = False,
                     resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """One row per model, columns (dataset, metric), fractions as stored; see ``report.leaderboard``."""
+        """One row per model, columns (dataset, metric), fractions as stored, the clean images' figures; see
+        ``report.leaderboard``."""
         return report.leaderboard(self, metrics, sort=sort, ci=ci, resamples=resamples, seed=seed)
 
     def per_class_table(self, metric: str = "IoU") -> pd.DataFrame:
         """Rows (dataset, class_id, class_name), a column per model (``per_class`` is the long table)."""
         return report.per_class_table(self, metric)
+
+    def robustness_leaderboard(self) -> pd.DataFrame:
+        """mCE, relative mCE and retention: one row per model, columns (dataset, figure), as stored, the lowest
+        mCE first; empty for a run without corruptions (``robustness`` is the long table)."""
+        return report.robustness_leaderboard(self)
 
     def compare(self, other: RunResults, **limits: Any) -> pd.DataFrame:
         """``other`` checked against this run as the baseline: ``check.check(self, other, **limits).table``."""

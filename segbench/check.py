@@ -44,7 +44,7 @@ from segbench.images import read_label
 from segbench.models.predictions import prediction_path
 from segbench.report import cell_records, default_metrics, results_catalogue
 from segbench.stats import bootstrappable, paired_test
-from segbench.store import RunResults, RunStore
+from segbench.store import RunResults, RunStore, data_difference, option_differences
 
 RATIO_UNITS = frozenset({"ms", "s", "MiB", "GFLOPs", "images/s"})  # compared as candidate / baseline
 PIXEL_TOLERANCE = 1.0  # the default limit of figures in px
@@ -118,8 +118,10 @@ def check(baseline: RunResults, candidate: RunResults, *, tolerance: float = 0.5
     that a run lacks, and for ``agreement`` where the predictions were not saved.
 
     ``metrics``: the figures checked (default: :func:`default_checks`); a figure named in ``tolerances``
-    is checked too.
+    is checked too. Rows are keyed by (model, dataset, corruption, severity): a corrupted cell's dataset
+    reads ``<dataset>:<corruption>:<severity>``.
     """
+    baseline, candidate = baseline.corrupted_as_datasets(), candidate.corrupted_as_datasets()
     tolerances = dict(tolerances or {})
     if relative is not None and not 0 < relative <= 1:
         raise UserError(f"relative is {relative:g}; expected a share of the baseline in (0, 1], e.g. 0.99",
@@ -184,13 +186,13 @@ def _matches(baseline: RunResults, candidate: RunResults, pairs: Sequence[tuple[
 def _different_data(baseline: RunResults, candidate: RunResults, base_records: dict, cand_records: dict,
                     matches: list, allowed: bool) -> list[str]:
     """The notes on datasets whose fingerprint differs between the runs; UserError unless ``allowed``."""
-    changed: dict[str, tuple[dict, dict]] = {}
-    for base_key, cand_key, _ in matches:
+    differences: dict[str, str] = {}
+    for base_key, cand_key, _ in sorted(matches, key=lambda match: match[0][1]):
         before, after = base_records.get(base_key), cand_records.get(cand_key)
-        if (before is not None and after is not None
-                and before.get("dataset_fingerprint") != after.get("dataset_fingerprint")):
-            changed.setdefault(base_key[1], (before, after))
-    differences = {dataset: _data_difference(*records) for dataset, records in sorted(changed.items())}
+        how = None if before is None or after is None else \
+            data_difference({"the baseline": before, "the candidate": after})
+        if how is not None:
+            differences.setdefault(base_key[1], how)
     if differences and not allowed:
         dataset, how = next(iter(differences.items()))
         more = f" (and {len(differences) - 1} more dataset(s): {', '.join(list(differences)[1:])})" \
@@ -200,15 +202,6 @@ def _different_data(baseline: RunResults, candidate: RunResults, base_records: d
                         "--allow-different-data to compare them anyway", field="dataset")
     return [f"dataset {d} differs between the runs ({how}): figures on it may not compare"
             for d, how in differences.items()]
-
-
-def _data_difference(before: dict, after: dict) -> str:
-    """How the data of two cells differ: image count and fingerprint."""
-    counts = [record.get("summary", {}).get("num_images") for record in (before, after)]
-    count = (f"{counts[0]} images in the baseline, {counts[1]} in the candidate" if counts[0] != counts[1]
-             else f"{counts[0]} images in both")
-    prints = [str(record.get("dataset_fingerprint"))[:16] for record in (before, after)]
-    return f"{count}; fingerprint {prints[0]} in the baseline, {prints[1]} in the candidate"
 
 
 def _prediction_folders(results: RunResults) -> dict[tuple[str, str], Path]:
@@ -364,27 +357,10 @@ def _refuse_different_options(baseline: RunResults, candidate: RunResults,
                for base_key, cand_key, (m, d) in sorted(matches, key=lambda match: match[2])
                if base_key in base_records and cand_key in cand_records]
     for where, before, after in places:
-        differences = _differences(*_groups_of_both(before, after))
+        differences = option_differences(before, after, ("baseline", "candidate"))
         if differences:
             raise UserError(f"the runs were made with different metric options ({where}): "
                             + "; ".join(differences[:5]), source=str(candidate.root))
-
-
-def _groups_of_both(before: dict, after: dict) -> tuple[dict, dict]:
-    """The options of the metric groups both runs record. A group on in one run and off (null) in the other
-    is a difference; a group one run does not record at all (its segbench predates the group) gives
-    figures only the other run has, which are not a different convention of the same figures."""
-    both = before.keys() & after.keys()
-    return {name: before[name] for name in both}, {name: after[name] for name in both}
-
-
-def _differences(before: Any, after: Any, path: str = "") -> list[str]:
-    """Dotted paths where two nested option mappings differ, with both values."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        return [d for key in sorted(before.keys() | after.keys())
-                for d in _differences(before.get(key, "<absent>"), after.get(key, "<absent>"),
-                                      f"{path}.{key}" if path else str(key))]
-    return [] if before == after else [f"{path}: baseline {before!r}, candidate {after!r}"]
 
 
 def display_rows(result: CheckResult) -> list[list[str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,8 +20,10 @@ from segbench.errors import UserError
 if TYPE_CHECKING:
     from segbench.store import RunResults
 
+# Plain help (rich_markup_mode=None): typer's rich help shows a value placeholder (`<bool>`) after every flag.
 app = typer.Typer(help="Benchmark and evaluate semantic segmentation models.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
 out_console = Console()
 err_console = Console(stderr=True)
 
@@ -60,33 +62,74 @@ class RichReporter:
         self.task = None
 
 
-def leaderboard_table(results: "RunResults") -> Table:
+def leaderboard_table(results: "RunResults") -> Group:
     """The columns a report's leaderboard shows by default, a row per (dataset, model), best first by the
-    first of them."""
-    from segbench.report import column_header, default_metrics, format_value, results_catalogue
+    first of them; the efficiency figures, when measured, in a table of their own, a latency with its spread.
+    Marks after a model's name say when it is not known to be trained."""
+    from segbench.columns import EFFICIENCY
+    from segbench.report import (column_header, default_metrics, format_value, leaderboard_long, noisy_spreads,
+                                 results_catalogue, trained_legend, trained_marks)
 
     columns = results_catalogue(results)
-    summary = results.summary
+    summary = results.clean().summary  # the clean images' rows: robustness has a table of its own
     names = default_metrics(summary, columns)
-    table = Table(title=f"{results.manifest['suite_name']}: fractions in %")
+    long = leaderboard_long(results, names)
+    spread = long.set_index(["model", "dataset", "metric"])["spread"] if "spread" in long.columns else None
+    lower_first = [columns.get(name).direction == "lower" for name in names[:1]]
+    ordered = summary.sort_values(["dataset", *names[:1]], ascending=[True, *lower_first])
+    marks = trained_marks(summary)
+
+    def board(shown: list[str], title: str, caption: list[str]) -> Table:
+        spreads = [n for n in shown if spread is not None and spread.xs(n, level="metric").notna().any()]
+        table = Table(title=title, caption="\n".join(caption) or None, caption_justify="left")
+        table.add_column("dataset", no_wrap=True)
+        table.add_column("model", no_wrap=True)
+        for name in shown:
+            table.add_column(escape(column_header(name, columns.get(name))), justify="right", overflow="fold")
+            if name in spreads:
+                table.add_column(columns.get(name).spread.label, justify="right")
+        for _, row in ordered.iterrows():
+            cells = []
+            for name in shown:
+                cells.append(format_value(columns.get(name), row[name], 2))
+                if name in spreads:
+                    cells.append(format_value(None, spread.get((row["model"], row["dataset"], name)), 2))
+            table.add_row(row["dataset"], escape(row["model"] + marks.get(row["model"], "")), *cells)
+        return table
+
+    efficiency = [name for name in names if columns.get(name).group == EFFICIENCY]
+    suite = results.manifest["suite_name"]
+    tables = [board([name for name in names if name not in efficiency], f"{suite}: fractions in %",
+                    [trained_legend(marks)] if marks else [])]
+    if efficiency:
+        notes = dict.fromkeys(columns.get(name).note for name in efficiency if columns.get(name).note)
+        tables.append(board(efficiency, f"{suite}: efficiency", [*notes, *noisy_spreads(long, columns)]))
+    return Group(*tables)
+
+
+def robustness_board(results: "RunResults") -> Table:
+    """The robustness leaderboard's figures (mCE, relative mCE, retention), a row per (dataset, model), best
+    first by the first of them; the notes saying why a figure is missing below."""
+    from segbench.report import (column_header, format_value, robustness_catalogue, robustness_long,
+                                 robustness_reference)
+
+    long, columns = robustness_long(results), robustness_catalogue(results)
+    names = list(long["metric"].unique())
+    wide = long.pivot(index=["dataset", "model"], columns="metric", values="value")[names].reset_index()
+    wide = wide.sort_values(["dataset", names[0]], ascending=[True, columns.get(names[0]).direction != "higher"])
+    notes = [f"{row.model} on {row.dataset}: {row.note}" for row in long.dropna(subset=["note"]).itertuples()]
+    reference = robustness_reference(results)
+    against = f"reference model: {reference}" if reference else "no reference model"
+    title = f"{results.manifest['suite_name']}: robustness ({against}), fractions in %"
+    table = Table(title=title, caption="\n".join(dict.fromkeys(notes)) or None, caption_justify="left")
     table.add_column("dataset", no_wrap=True)
     table.add_column("model", no_wrap=True)
     for name in names:
         table.add_column(escape(column_header(name, columns.get(name))), justify="right")
-    lower_first = [columns.get(name).direction == "lower" for name in names[:1]]
-    ordered = summary.sort_values(["dataset", *names[:1]], ascending=[True, *lower_first])
-    untrained = False
-    for _, row in ordered.iterrows():
-        mark = UNTRAINED_MARK if str(row.get("trained")) == "False" else ""  # numpy's False too
-        untrained = untrained or bool(mark)
-        table.add_row(row["dataset"], escape(row["model"]) + mark,
-                      *(format_value(columns.get(n), row[n], 2) for n in names))
-    if untrained:
-        table.caption = f"{UNTRAINED_MARK} random weights: not a trained model"
+    for _, row in wide.iterrows():
+        table.add_row(row["dataset"], escape(row["model"]),
+                      *(format_value(columns.get(name), row[name], 2) for name in names))
     return table
-
-
-UNTRAINED_MARK = "†"
 
 
 def _wide_console() -> Console:
@@ -96,18 +139,24 @@ def _wide_console() -> Console:
 
 @app.command()
 def run(
-    suite: Path = typer.Argument(..., help="Suite YAML file (see suites/ and the README)."),
+    suite: Path = typer.Argument(..., metavar="SUITE", help="Suite YAML file (see suites/ and the README)."),
     out: Path = typer.Option(Path("results"), help="Parent folder: the run goes to OUT/<suite name>/<run id>/."),
-    run_dir: Optional[Path] = typer.Option(None, help="Write the run exactly here; an existing run folder is resumed."),
+    run_dir: Optional[Path] = typer.Option(None, help="Write the run exactly here; an existing run folder is "
+                                           "resumed."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N; overrides the suite's device."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cells already complete with the same settings."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip cells already complete with the same "
+                                "settings."),
     continue_: bool = typer.Option(False, "--continue", help="Resume the newest run folder of SUITE under OUT "
                                    "(e.g. after Ctrl-C or a failed cell) instead of starting a new one."),
 ) -> None:
     """Run every model of SUITE over every dataset of it and write a run folder.
 
-    Example: `segbench run suites/demo.yaml`, then `segbench run suites/demo.yaml --continue`
-    to resume its newest run folder.
+    Examples:
+
+    \b
+      segbench run suites/demo.yaml
+      segbench run suites/demo.yaml --continue     # resume its newest run folder, e.g. after Ctrl-C
+      segbench run suites/cityscapes.yaml --device cuda:1 --out runs
 
     The run folder is named on stderr as the run starts; the last line on
     stdout is its path. Exit 0 when every cell succeeded, 1 when some cell
@@ -151,8 +200,11 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
     if not world.main:
         raise typer.Exit(0 if outcome.ok else 1)
     results = load(outcome.run_dir)
-    if not results.summary.empty:
-        out_console.print(leaderboard_table(results))
+    clean = results.clean()
+    if not clean.summary.empty:
+        out_console.print(leaderboard_table(clean))
+    if not results.robustness.empty:
+        out_console.print(robustness_board(results))
     for cell_id, message in outcome.errors.items():
         err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
     print(outcome.run_dir)
@@ -161,13 +213,16 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
 
 @app.command("eval")
 def eval_(
-    model: str = typer.Option(..., help="TYPE:REF: mmseg:CONFIG (a model index name or a config file), "
-                              "python:module:function, onnx:FILE, torchscript:FILE, hf:FOLDER, builtin:ARCH."),
-    dataset: str = typer.Option(..., help="TYPE:ROOT: cityscapes:ROOT, ade20k:ROOT, folder:ROOT, ... "
-                                "(or synthetic)."),
-    checkpoint: Optional[str] = typer.Option(None, help="A local weights file (mmseg, python, builtin)."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Classes: needed by python, onnx and "
-                                              "torchscript models and by folder datasets."),
+    model: str = typer.Option(..., metavar="TYPE:REF", help="mmseg:CONFIG (a model index name or a config file), "
+                              "python:module:function, onnx:FILE, torchscript:FILE, hf:FOLDER, builtin:ARCH, "
+                              "predictions:FOLDER."),
+    dataset: str = typer.Option(..., metavar="TYPE[:REF]", help="cityscapes:ROOT, ade20k:ROOT, folder:ROOT, "
+                                "pascal_voc:ROOT, or a type that takes no REF, such as synthetic."),
+    checkpoint: Optional[str] = typer.Option(None, metavar="FILE", help="A local weights file (mmseg, python, "
+                                             "builtin)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="The number of classes, for the model and the "
+                                              "dataset where their type takes one: python, onnx and "
+                                              "torchscript models and folder datasets need it."),
     out: Path = typer.Option(Path("results"), help="Parent folder: the run goes to OUT/eval/<run id>/."),
     run_dir: Optional[Path] = typer.Option(None, help="Write the run exactly here."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -176,13 +231,15 @@ def eval_(
 
     Examples:
 
-      segbench eval --model mmseg:deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024 --checkpoint ckpt.pth --dataset cityscapes:data/cityscapes
-
+    \b
+      segbench eval --model builtin:fcn --dataset synthetic
+      segbench eval --model mmseg:deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024 --checkpoint ckpt.pth \\
+          --dataset cityscapes:data/cityscapes
       segbench eval --model python:nets:build --num-classes 19 --dataset folder:data/mine
 
-      segbench eval --model onnx:model.onnx --num-classes 150 --dataset ade20k:data/ade
-
-    Paths are relative to the working folder; exit codes and output are those of `run`.
+    REF fills the field that the type's registration names (`segbench list models` and `segbench list
+    datasets` list the types). Paths are relative to the working folder, where a python model's module
+    (nets.py) may lie; exit codes and output are those of `run`.
     """
     from segbench.api import eval_suite
 
@@ -219,7 +276,8 @@ SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".csv": "csv", ".tex": "tex", 
 
 @app.command()
 def report(
-    run_dirs: list[Path] = typer.Argument(..., help="Run folders; several merge into one set of tables."),
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Run folders; several merge into one "
+                                          "set of tables."),
     fmt: Optional[ReportFormat] = typer.Option(None, "--format", help="md, csv (the leaderboard alone), tex "
                                                "or html; default: from the suffix of --out, else md."),
     out: Optional[Path] = typer.Option(None, help="Write the report here instead of to stdout."),
@@ -229,15 +287,26 @@ def report(
     per_class_metric: str = typer.Option("IoU", help="The per-class column of the per-class tables."),
     ci: bool = typer.Option(False, "--ci", help="Image-level bootstrap intervals, and marks for results not "
                             "significantly different from the best."),
-    ci_style: CiStyle = typer.Option(CiStyle.pm, help="pm: value ± half the interval; interval: value \\[lo, hi]."),
+    ci_style: CiStyle = typer.Option(CiStyle.pm, help="pm: value ± half the interval; interval: value [lo, hi]."),
     resamples: int = typer.Option(1000, min=10, help="Bootstrap resamples and permutations."),
     seed: int = typer.Option(0, help="Seed of the resampling."),
     alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="Significance level of the paired tests."),
     decimals: int = typer.Option(2, min=0, max=6, help="Decimals shown."),
     prefer: Prefer = typer.Option(Prefer.newest, help="Which result of a (model, dataset) found in several "
                                   "run folders wins: the newest, or the one of the run folder given last."),
+    allow_different_data: bool = typer.Option(
+        False, "--allow-different-data", help="Report run folders whose data of one dataset name differ (its "
+        "fingerprint) side by side, each labelled with its data, instead of refusing them."),
 ) -> None:
-    """Leaderboard, per-class tables and published-vs-measured figures of one or more run folders."""
+    """Leaderboard, per-class tables and published-vs-measured figures of one or more run folders.
+
+    Examples:
+
+    \b
+      segbench report results/demo/20250101-120000-ab12
+      segbench report RUN_A RUN_B --out report.html     # both runs in one HTML report
+      segbench report RUN --ci --format tex --out table.tex
+    """
     from segbench.atomic import atomic_write_bytes
     from segbench.report import ReportOptions, merge_runs, render
     from segbench.store import load
@@ -248,7 +317,8 @@ def report(
                             resamples=resamples, seed=seed, alpha=alpha)
     galleries: dict[Path, bytes] = {}
     try:
-        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
+        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value,
+                             allow_different_data=allow_different_data)
         if chosen == "html" and out is not None:
             galleries, options.galleries = _galleries(results, out)
         text = render(results, chosen, options)
@@ -276,8 +346,9 @@ def _galleries(results: "RunResults", report: Path) -> tuple[dict[Path, bytes], 
 
 @app.command()
 def check(
-    baseline: Path = typer.Argument(..., help="The baseline run folder."),
-    candidate: Path = typer.Argument(..., help="The run folder to check against it."),
+    baseline: Path = typer.Argument(..., metavar="BASELINE", help="The baseline run folder."),
+    candidate: Path = typer.Argument(..., metavar="CANDIDATE",
+                                     help="The run folder to check against it."),
     tolerance: Optional[list[str]] = typer.Option(
         None, help="How far a figure may worsen. A number: fractions, in points (default 0.5: half a point "
         "of mIoU). FIGURE=LIMIT: that figure, in its unit (points for fractions, px for distances, a ratio "
@@ -292,7 +363,8 @@ def check(
                                        "candidate is not a regression."),
     metric: Optional[list[str]] = typer.Option(None, help="A figure to check (repeat it): any summary figure "
                                                "with a direction, e.g. mHD95 (segbench list metrics); default: "
-                                               "the fractions and latencies that leaderboards show, those present."),
+                                               "the fractions and latencies that leaderboards show, those "
+                                               "present."),
     resamples: int = typer.Option(1000, min=10, help="Permutations of --ci."),
     seed: int = typer.Option(0, help="Seed of --ci."),
     relative: Optional[float] = typer.Option(
@@ -311,6 +383,13 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON, for machines."),
 ) -> None:
     """Check CANDIDATE against BASELINE: exit 0 when nothing regressed, 1 when something did.
+
+    Examples:
+
+    \b
+      segbench check results/baselines/demo results/demo/20250101-120000-ab12
+      segbench check BASE CAND --tolerance 0.3 --tolerance mHD95=2 --ci
+      segbench check RUN RUN --pair net=net_onnx --relative 0.99     # an exported model against its source
 
     Run folders made with different metric options, or whose data differ (a dataset's fingerprint), are
     refused (exit 2), with the difference named.
@@ -380,7 +459,8 @@ def _tolerances(values: list[str]) -> tuple[float, dict[str, float]]:
 
 @app.command()
 def show(
-    run_dirs: list[Path] = typer.Argument(..., help="Run folders whose suites had save_predictions: true."),
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Run folders whose suites had "
+                                          "save_predictions: true."),
     out: Path = typer.Option(..., help="The gallery: one self-contained HTML file."),
     dataset: Optional[str] = typer.Option(None, help="The dataset shown; needed when the runs have several."),
     model: Optional[list[str]] = typer.Option(None, help="A model shown (repeat it, in order); default: every "
@@ -401,6 +481,13 @@ def show(
     """A gallery of image, ground truth, each model's prediction and its error map, with per-image figures.
 
     One self-contained HTML file: thumbnails, a click shows the picture at full size.
+
+    Examples:
+
+    \b
+      segbench show RUN --out worst.html                        # each model's 10 worst images by mIoU
+      segbench show RUN --out hd95.html --worst 5 --by mHD95 --of unet
+      segbench show RUN_A RUN_B --out diff.html --model fcn --model unet --disagree 8
     """
     from segbench.gallery import gallery
     from segbench.report import merge_runs
@@ -426,7 +513,7 @@ def show(
 
 @app.command()
 def corrupt(
-    suite: Path = typer.Argument(..., help="Suite YAML file holding the dataset."),
+    suite: Path = typer.Argument(..., metavar="SUITE", help="Suite YAML file holding the dataset."),
     dataset: str = typer.Option(..., help="The name of a dataset of SUITE."),
     out: Path = typer.Option(..., help="Folder of the copies: OUT/<corruption>/<severity>/{images,labels}/."),
     corruption: Optional[list[str]] = typer.Option(None, help="A corruption (repeat it); default: ImageNet-C's "
@@ -439,6 +526,7 @@ def corrupt(
 
     Example:
 
+    \b
       segbench corrupt suites/demo.yaml --dataset shapes --out corrupted --corruption fog --severity 3
 
     then a suite dataset `{type: folder, root: corrupted/fog/3, num_classes: ...}`.
@@ -446,7 +534,7 @@ def corrupt(
     Layout: OUT/<corruption>/<severity>/images/<image id>.png (the corrupted image, lossless PNG) and
     OUT/<corruption>/<severity>/labels/<image id>.png (its label, unchanged); a `/` in an image id
     becomes `__`. Deterministic: the same seed gives the same pixels. Needs
-    `pip install 'segbench\\[robustness]'`. The last line on stdout is OUT.
+    `pip install 'segbench[robustness]'`. The last line on stdout is OUT.
     """
     from segbench.corruptions import COMMON, CORRUPTIONS_ALL, SEVERITIES, write_corrupted_dataset
     from segbench.registry import DATASETS
@@ -488,12 +576,21 @@ class ListTable(str, Enum):
 
 @app.command("list")
 def list_(
-    what: ListWhat = typer.Argument(..., help="models, datasets or metrics."),
+    what: ListWhat = typer.Argument(..., metavar="WHAT", help="models, datasets or metrics."),
     name: Optional[str] = typer.Option(None, help="models: only mmseg index entries whose name contains this."),
-    dataset: Optional[str] = typer.Option(None, help="models: only mmseg index entries for this dataset, e.g. cityscapes."),
+    dataset: Optional[str] = typer.Option(None, help="models: only mmseg index entries for this dataset, e.g. "
+                                          "cityscapes."),
     table: ListTable = typer.Option(ListTable.summary, help="metrics: the table whose columns are listed."),
 ) -> None:
-    """List model types (and mmseg's model index), dataset types, or the column catalogue and metric groups."""
+    """List model types (and mmseg's model index), dataset types, or the column catalogue and metric groups.
+
+    Examples:
+
+    \b
+      segbench list metrics                    # every column: unit, which way is better, what it means
+      segbench list models --name deeplabv3 --dataset cityscapes
+      segbench list datasets
+    """
     from segbench.registry import DATASETS, MODELS, load_plugins
 
     try:
@@ -574,7 +671,13 @@ def _number(value: float | None) -> str:
 
 @app.command()
 def env() -> None:
-    """Print the versions and devices that results would record."""
+    """Print the versions and devices that results would record, as JSON.
+
+    Example:
+
+    \b
+      segbench env > environment.json
+    """
     import json
 
     from segbench.environment import environment, resolve_device

@@ -16,6 +16,7 @@ from typing import Literal
 Direction = Literal["higher", "lower", "neither"]
 Table = Literal["summary", "per_class", "per_image"]
 PUBLISHED_PREFIX = "published_"
+EFFICIENCY = "efficiency"  # the group of the profiler's columns: the terminal leaderboard shows them apart
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class Resampling:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """How steady a figure's measurement was: the ratio of the figure ``upper`` to it (latency p90 / p50),
+    shown as ``label``; above ``noisy``, reports warn that the measurement was noisy."""
+
+    upper: str
+    label: str
+    noisy: float
+
+
+@dataclass(frozen=True)
 class Column:
     """One stored figure. ``unit``: fraction, px, ms, MiB, images/s, GFLOPs, count, s, or text."""
 
@@ -47,6 +58,10 @@ class Column:
     resampling: Resampling | None = None
     group: str = ""  # the metric group or other source declaring it
     leaderboard: bool = False  # shown in leaderboards unless the user names the columns
+    shown_unit: str = ""  # the unit reports show it in, when not ``unit``: value * ``scale`` (params in M)
+    scale: float = 1.0
+    note: str = ""  # what a reader must know to compare it with figures from elsewhere: the report's legend
+    spread: Spread | None = None
 
     @property
     def bootstrap(self) -> bool:
@@ -57,6 +72,10 @@ class Column:
     def percent(self) -> bool:
         """A fraction, shown in percent (points) in reports and checks."""
         return self.unit == "fraction"
+
+    def shown(self, value: float) -> float:
+        """``value`` in the unit reports show: percent for fractions, else times ``scale``."""
+        return 100 * value if self.percent else self.scale * value
 
 
 class Catalogue:

@@ -39,6 +39,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from segbench.atomic import atomic_write_bytes
+from segbench.columns import Column
 from segbench.config import Strict, SuitePath
 from segbench.data.base import Sample, SegDataset
 from segbench.errors import DataError, UserError
@@ -57,6 +58,8 @@ SEEDED_BY_ARGUMENT = ("impulse_noise", "glass_blur")
 """Corruptions whose functions take a ``seed=`` of their own instead of drawing from numpy's global state."""
 CLEAN = "none"
 """The ``corruption`` of clean rows (their ``severity`` is 0)."""
+OVERALL = "all"
+"""The ``corruption`` of robustness.parquet's rows holding mCE, relative mCE and retention."""
 EXTRA_HINT = "pip install 'segbench[robustness]'"
 
 _GLOBAL_STATE_LOCK = threading.Lock()
@@ -391,7 +394,7 @@ def robustness_table(summary: pd.DataFrame, reference: str | None = None) -> pd.
             notes.append("no clean row" if clean is None else "clean mIoU is 0")
         else:
             retention = float(np.mean(ratios))
-        out.append({"model": model, "dataset": dataset, "corruption": "all", "mCE": mce,
+        out.append({"model": model, "dataset": dataset, "corruption": OVERALL, "mCE": mce,
                     "relative_mCE": relative_mce, "retention": retention, "note": "; ".join(notes) or None})
     columns = ["model", "dataset", "corruption", "CE", "relative_CE", *severity_columns, "mCE", "relative_mCE",
                "retention", "note"]
@@ -404,3 +407,25 @@ def robustness_table(summary: pd.DataFrame, reference: str | None = None) -> pd.
 def _finite_mean(values: list[float]) -> float:
     finite = [v for v in values if np.isfinite(v)]
     return float(np.mean(finite)) if finite else np.nan
+
+
+def robustness_columns(reference: str | None) -> list[Column]:
+    """The figures of robustness.parquet, declared once: with a ``reference`` model, CE and relative CE are
+    ratios to its errors (its own are 1); without one, mean errors (fractions). ``leaderboard``: the
+    figures of the rows of corruption :data:`OVERALL`, the ones a robustness leaderboard shows."""
+    if reference is None:
+        unit, how = "fraction", "averaged over the severities"
+    else:
+        unit, how = "ratio", f"summed over the severities, over the same sum of the reference model {reference}"
+    return [
+        Column("CE", unit, "lower", f"corruption error: the error E = 1 - mIoU {how}", group="robustness"),
+        Column("relative_CE", unit, "lower",
+               f"relative corruption error: the error the corruption adds, E - E_clean, {how}",
+               group="robustness"),
+        Column("mCE", unit, "lower", "the mean of CE over the corruptions (its finite values)",
+               group="robustness", leaderboard=True),
+        Column("relative_mCE", unit, "lower", "the mean of relative CE over the corruptions (its finite values)",
+               group="robustness", leaderboard=True),
+        Column("retention", "fraction", "higher", "the mean over corruptions and severities of mIoU / clean mIoU",
+               group="robustness", leaderboard=True),
+    ]

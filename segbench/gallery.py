@@ -26,12 +26,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from segbench.columns import Catalogue, Column
+from segbench.corruptions import CLEAN
 from segbench.data.base import SegDataset
 from segbench.images import read_label
 from segbench.errors import UserError
 from segbench.models.predictions import prediction_path
 from segbench.registry import DATASETS, load_plugins
-from segbench.report import format_value, results_catalogue
+from segbench.report import format_value, results_catalogue, trained_legend, trained_marks
 from segbench.store import RunResults, RunStore
 
 THUMB_BOX = (320, 240)  # width, height: thumbnails fit in it, never enlarged
@@ -53,6 +54,11 @@ class Source:
     per_image: pd.DataFrame  # this dataset's rows of the shown models
     columns: Catalogue  # the runs' column catalogue: what each per-image figure is
     notes: list[str] = field(default_factory=list)
+    marks: dict[str, str] = field(default_factory=dict)  # after a model's name: not known to be trained
+
+    def label(self, model: str) -> str:
+        """The model's name with its mark (:func:`segbench.report.trained_marks`)."""
+        return model + self.marks.get(model, "")
 
     def index(self, image_id: str) -> int:
         return self.dataset.ids().index(image_id)
@@ -74,14 +80,16 @@ class Section:
 # ---------------------------------------------------------------- where the pictures come from
 
 def _complete_cells(results: RunResults) -> dict[tuple[str, str], tuple[Path, dict]]:
-    """The complete cells' prediction folders (whether or not they exist) and cell.json records,
-    by (model, dataset)."""
+    """The complete clean cells' prediction folders (whether or not they exist) and cell.json records,
+    by (model, dataset) as the manifest names them (merged runs may label a dataset with its data):
+    galleries show the clean images."""
     found = {}
     for cell_id, entry in results.manifest.get("cells", {}).items():
         store = RunStore(Path(entry.get("run_dir", results.root)))
         record = store.cell_record(cell_id)
-        if record is not None:
-            found[(record["model"], record["dataset"])] = (store.predictions_dir(cell_id), record)
+        if record is not None and record.get("corruption", CLEAN) == CLEAN:
+            key = (entry.get("model", record["model"]), entry.get("dataset", record["dataset"]))
+            found[key] = (store.predictions_dir(cell_id), record)
     return found
 
 
@@ -91,7 +99,9 @@ def _saved_predictions(cells: dict[tuple[str, str], tuple[Path, dict]]) -> dict[
 
 
 def open_source(results: RunResults, dataset: str | None = None, models: list[str] | None = None) -> Source:
-    """The dataset (one of the run's, or the only one) and models (by default those with predictions)."""
+    """The dataset (one of the run's, or the only one) and models (by default those with predictions), on
+    the clean images."""
+    results = results.clean()
     if results.per_image.empty:
         raise UserError("no results in these run folders: they hold no complete cell", source=str(results.root))
     names = list(dict.fromkeys(results.per_image["dataset"]))
@@ -122,8 +132,9 @@ def open_source(results: RunResults, dataset: str | None = None, models: list[st
     if data.fingerprint() != record.get("dataset_fingerprint"):
         notes.append(f"dataset {dataset!r} has changed since the run (its fingerprint differs): "
                      "the pictures may not match the figures")
+    marks = trained_marks(results.summary[results.summary["dataset"] == dataset])
     return Source(data, list(models), {m: saved[m] for m in models},
-                  rows[rows["model"].isin(models)], results_catalogue(results), notes)
+                  rows[rows["model"].isin(models)], results_catalogue(results), notes, marks)
 
 
 def _chosen_dataset(names: list[str], dataset: str | None) -> str:
@@ -186,7 +197,7 @@ def _worst_section(source: Source, model: str, count: int, by: str) -> Section:
     chosen = [Row(r.image_id, f"{model}: {by} {format_value(column, getattr(r, by), 1)}")
               for r in rows.itertuples()]
     direction = "lowest" if higher else "highest"
-    return Section(f"The {len(chosen)} images where {model} does worst by {by} ({direction} first)",
+    return Section(f"The {len(chosen)} images where {source.label(model)} does worst by {by} ({direction} first)",
                    f"worst-{_slug(model)}", chosen)
 
 
@@ -331,7 +342,8 @@ def render(source: Source, sections: list[Section], title: str, full_max: int | 
             f'<p class="note">Dataset {html.escape(info.name)}: {len(source.dataset)} images, '
             f"{info.num_classes} classes. Figures under a prediction are that image's own "
             "(percent; distances in pixels). Click a picture for its full size.</p>",
-            *(f'<p class="note">{html.escape(note)}</p>' for note in source.notes),
+            *(f'<p class="note">{html.escape(note)}</p>'
+              for note in [*source.notes, *([trained_legend(source.marks)] if source.marks else [])]),
             _legend(source)]
     if len(sections) > 1:
         body.append("<ul>" + "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>'
@@ -377,7 +389,8 @@ def _row(source: Source, row: Row, full_max: int | None) -> str:
         wrong = (prediction != sample.label) & (ignored == 0)
         share = wrong.sum() / max(1, (ignored == 0).sum())
         columns.append(_figure(colour_map(prediction, colours), f"{row.image_id}: {model}",
-                               f"<b>{html.escape(model)}</b> " + _figures(source, model, row.image_id),
+                               f"<b>{html.escape(source.label(model))}</b> "
+                               + _figures(source, model, row.image_id),
                                full_max, escape=False)
                        + _figure(error_map(prediction, sample.label, ignored), f"{row.image_id}: {model} errors",
                                  f"errors: {100 * share:.1f} % of labelled pixels wrong", full_max))

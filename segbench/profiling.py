@@ -57,7 +57,7 @@ from pydantic import Field
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from segbench.columns import Column
+from segbench.columns import EFFICIENCY, Column, Spread
 from segbench.config import Strict
 from segbench.environment import cpu_name, device_name
 from segbench.models.base import ModelAdapter
@@ -100,19 +100,25 @@ _HEADLINE_COLUMNS = (
     ("gflops_per_image", "GFLOPs", "lower", "FLOPs of one image, 2 per multiply-add (twice mmseg's get_flops)"),
     ("peak_memory_mib", "MiB", "lower", "peak memory: CUDA max allocated, or the CPU's peak resident set"),
 )
+FLOPS_NOTE = "GFLOPs count 2 FLOPs per multiply-add: twice the figure of mmseg's get_flops"
+NOISY_SPREAD = 1.5  # a latency p90 more than this times its median: timed on a busy machine
 
 
 def efficiency_columns() -> list[Column]:
-    """The leaderboard shows the end-to-end figures (latency by its median) and the parameters."""
-    columns = [Column(prefix + name, unit, direction, f"{meaning}, {scope}", group="efficiency",
-                      leaderboard=not prefix and name not in ("latency_ms_p90", "latency_ms_p99"))
+    """The leaderboard shows the end-to-end figures (latency by its median, with its spread p90/p50) and
+    the parameters, in millions."""
+    columns = [Column(prefix + name, unit, direction, f"{meaning}, {scope}", group=EFFICIENCY,
+                      leaderboard=not prefix and name not in ("latency_ms_p90", "latency_ms_p99"),
+                      note=FLOPS_NOTE if unit == "GFLOPs" else "",
+                      spread=Spread(prefix + "latency_ms_p90", "p90/p50", NOISY_SPREAD)
+                      if name == "latency_ms_p50" else None)
                for prefix, scope in (("", "end to end"), ("model_", "the network's forward alone"))
                for name, unit, direction, meaning in _HEADLINE_COLUMNS]
-    return columns + [Column("params", "count", "lower", "parameters of the network", group="efficiency",
-                             leaderboard=True)]
+    return columns + [Column("params", "count", "lower", "parameters of the network", group=EFFICIENCY,
+                             leaderboard=True, shown_unit="M", scale=1e-6)]
 
 
-register_columns("efficiency", efficiency_columns)
+register_columns(EFFICIENCY, efficiency_columns)
 
 
 # ---------------------------------------------------------------- static figures
@@ -125,6 +131,16 @@ def count_params(module: nn.Module) -> int:
 def weights_mib(module: nn.Module) -> float:
     tensors = [*module.parameters(), *module.buffers()]
     return sum(t.numel() * t.element_size() for t in tensors) / MIB
+
+
+def _static_figures(network: nn.Module) -> tuple[dict[str, float], str | None]:
+    """Parameters and weight memory, and why params and FLOPs are NaN: a network whose weights torch does
+    not hold (an ONNX Runtime session) has none that torch can count, nor operators it can see; 0 would be
+    a false figure."""
+    if not any(True for _ in network.parameters()) and not any(True for _ in network.buffers()):
+        why = "the network's weights are not torch's (e.g. ONNX Runtime's): params and FLOPs not counted"
+        return {"params": math.nan, "weights_memory_mib": math.nan}, why
+    return {"params": count_params(network), "weights_memory_mib": weights_mib(network)}, None
 
 
 def _attention_flops(query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size,
@@ -265,8 +281,9 @@ class Profiler:
             network, _ = adapter.forward_inputs([image])
         except NotImplementedError as error:
             return [self._row(image, *combo) | {"status": "skipped", "note": str(error)} for combo in combos]
-        static = {"params": count_params(network), "weights_memory_mib": weights_mib(network)}
-        flops = {scope: self._gflops(adapter, scope, image) for scope in self.config.scopes}
+        static, unseen = _static_figures(network)
+        flops = {scope: (math.nan, unseen) if unseen else self._gflops(adapter, scope, image)
+                 for scope in self.config.scopes}
         rows = []
         with self._settings_applied(network):
             for scope, precision, batch in combos:

@@ -10,6 +10,9 @@ declares itself here with everything the rest of segbench needs:
 - ``@register_metric("group", options=OptionsClass, columns=...)`` on the
   metric state class: ``METRICS["group"]`` is a :class:`MetricGroup`.
 
+A model source or dataset type also names the config fields that ``segbench
+eval`` fills from its command line (``eval_ref``, a model's ``eval_checkpoint``).
+
 Other figures (efficiency, the run's bookkeeping) declare their columns with
 ``register_columns``. The suite's schema is assembled from these
 registrations (:mod:`segbench.suite`), so a plugin's types are named in a suite
@@ -58,6 +61,10 @@ class ModelSource:
     build: Callable[..., Any]
     check: Callable[[Any], None] | None = None
     describe: str = ""
+    eval_ref: str | None = None
+    """The config field that ``segbench eval --model TYPE:REF`` fills with REF; None: the type takes no REF."""
+    eval_checkpoint: str | None = None
+    """The config field that ``segbench eval --checkpoint FILE`` fills; None: the type takes no checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class DatasetType:
     config: type[BaseModel]
     build: Callable[[Any], Any]
     describe: str = ""
+    eval_ref: str | None = None
+    """The config field that ``segbench eval --dataset TYPE:REF`` fills with REF; None: the type takes none."""
 
 
 @dataclass(frozen=True)
@@ -118,22 +127,33 @@ def _check_type(name: str, config: type[BaseModel]) -> None:
 
 
 def register_model(name: str, *, config: type[BaseModel], check: Callable[[Any], None] | None = None,
-                   describe: str = "") -> Callable[[T], T]:
+                   describe: str = "", eval_ref: str | None = None,
+                   eval_checkpoint: str | None = None) -> Callable[[T], T]:
     _check_type(name, config)
+    _check_fields(config, eval_ref, eval_checkpoint)
 
     def decorator(build: T) -> T:
-        _add(MODELS, name, ModelSource(name, config, build, check, describe))
+        _add(MODELS, name, ModelSource(name, config, build, check, describe, eval_ref, eval_checkpoint))
         return build
     return decorator
 
 
-def register_dataset(name: str, *, config: type[BaseModel], describe: str = "") -> Callable[[T], T]:
+def register_dataset(name: str, *, config: type[BaseModel], describe: str = "",
+                     eval_ref: str | None = None) -> Callable[[T], T]:
     _check_type(name, config)
+    _check_fields(config, eval_ref)
 
     def decorator(build: T) -> T:
-        _add(DATASETS, name, DatasetType(name, config, build, describe))
+        _add(DATASETS, name, DatasetType(name, config, build, describe, eval_ref))
         return build
     return decorator
+
+
+def _check_fields(config: type[BaseModel], *names: str | None) -> None:
+    """A registration's ``eval_*`` names are fields of its config class."""
+    for field in names:
+        if field is not None and field not in config.model_fields:
+            raise ValueError(f"{config.__name__} has no field {field!r}")
 
 
 def register_metric(name: str, *, options: type[BaseModel], columns: Callable[[Any], list[Column]],

@@ -16,6 +16,7 @@ import html
 import io
 import os
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,18 +26,26 @@ import numpy as np
 import pandas as pd
 
 from segbench.columns import PUBLISHED_PREFIX, Catalogue, Column
+from segbench.corruptions import CLEAN, OVERALL, robustness_columns
 from segbench.errors import UserError
 from segbench.registry import catalogue
 from segbench.stats import bootstrap_table, bootstrappable, paired_test
-from segbench.store import RunResults, RunStore
+from segbench.store import CELL_KEYS, RunResults, RunStore, data_difference, option_differences, with_cell_keys
 
 Format = Literal["md", "csv", "tex", "html"]
 CiStyle = Literal["pm", "interval"]
 
 MERGED_METRICS = "merged_metrics"  # a merged manifest's key: the metric options of each run merged
-MERGED_TABLES = ("summary", "per_class", "per_image", "confusion", "calibration")  # merge_runs keeps the winners'
+MERGED_TABLES = ("summary", "per_class", "per_image", "confusion", "calibration", "robustness")
+"""The tables of which merge_runs keeps the winners' rows: a (model, dataset)'s clean and corrupted rows
+come from one run."""
 TOP_CONFUSIONS = 10  # off-diagonal cells in a report's top-confusions table, per (model, dataset)
 HEATMAP_CLASSES = 30  # a confusion heatmap with more classes shows the most confused ones alone
+UNTRAINED_MARK = "†"  # after a model's name: random weights
+UNKNOWN_TRAINING_MARK = "?"  # after a model's name: not known whether trained
+TRAINED_LEGEND = {UNTRAINED_MARK: f"{UNTRAINED_MARK} random weights: not a trained model",
+                  UNKNOWN_TRAINING_MARK: f"{UNKNOWN_TRAINING_MARK} not known whether trained"}
+TIED_MARK = "‡"  # a value not significantly different from the best (--ci)
 
 
 # ---------------------------------------------------------------- metrics
@@ -56,9 +65,10 @@ def _recorded_metrics(manifest: dict[str, Any]) -> list[dict[str, Any] | None]:
 
 
 def default_metrics(summary: pd.DataFrame, columns: Catalogue) -> list[str]:
-    """The columns a leaderboard shows unless told: the declared ``leaderboard`` columns present, in
-    catalogue order."""
-    return [c.name for c in columns.table("summary") if c.leaderboard and c.name in summary.columns]
+    """The columns a leaderboard shows unless told: the declared ``leaderboard`` columns measured (with a
+    value), in catalogue order."""
+    return [c.name for c in columns.table("summary")
+            if c.leaderboard and c.name in summary.columns and summary[c.name].notna().any()]
 
 
 def _sign(column: Column | None) -> float:
@@ -67,10 +77,11 @@ def _sign(column: Column | None) -> float:
 
 
 def _unit_label(column: Column | None) -> str:
-    """The unit a report shows a figure in: % for fractions; nothing for counts, text and undeclared columns."""
-    if column is None or column.unit in ("count", "text"):
+    """The unit a report shows a figure in: % for fractions, its declared ``shown_unit``, else its unit;
+    nothing for counts, text and undeclared columns."""
+    if column is None or not column.shown_unit and column.unit in ("count", "text"):
         return ""
-    return "%" if column.percent else column.unit
+    return "%" if column.percent else column.shown_unit or column.unit
 
 
 def _checked(summary: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
@@ -85,22 +96,27 @@ def _checked(summary: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- run folders
 
 def cell_records(results: RunResults) -> dict[tuple[str, str], dict[str, Any]]:
-    """cell.json of every complete cell, by (model, dataset); merged results name each cell's run folder."""
+    """cell.json of every complete cell, by (model, dataset) as the manifest names them (merged results:
+    a dataset may be labelled with its data, and each cell names its run folder)."""
     records = {}
     for cell_id, entry in results.manifest.get("cells", {}).items():
         record = RunStore(Path(entry.get("run_dir", results.root))).cell_record(cell_id)
         if record is not None:
-            records[(record["model"], record["dataset"])] = record
+            records[(entry.get("model", record["model"]), entry.get("dataset", record["dataset"]))] = record
     return records
 
 
-def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "newest") -> RunResults:
+def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "newest",
+               allow_different_data: bool = False) -> RunResults:
     """One set of tables from several run folders: one result per (model, dataset).
 
     ``newest``: the cell that finished last wins; ``last``: the cell of the
     run folder given last wins. The merged manifest's cells are the winners and,
     as their folders have them, the cells that did not complete; it keeps each
     run's metric options, from which :func:`results_catalogue` declares the columns.
+    Winners of one dataset name made with different metric options are refused (UserError), and so are
+    winners on different data (dataset fingerprints) unless ``allow_different_data``: then each such
+    dataset is labelled with its data ("shapes (32 images, data 1a2b3c)") wherever it is named.
     """
     if len(runs) == 1:
         return runs[0]
@@ -108,10 +124,13 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
     order = ["finished", "run"] if prefer == "newest" else ["run"]
     winners = keys.sort_values(order, na_position="first").groupby(["model", "dataset"]).tail(1)
     winners = winners.sort_values(["run", "position"])
-    tables = {name: _winning_rows(runs, winners, name) for name in MERGED_TABLES}
+    labels = _data_labels(runs, winners, allow_different_data)
+    winners = winners.assign(label=[labels.get((row.run, row.dataset), row.dataset)
+                                    for row in winners.itertuples()])
+    tables = {name: _labelled(_winning_rows(runs, winners, name), winners) for name in MERGED_TABLES}
     cells = {cell_id: entry | {"run_dir": str(run.root)} for run in runs
              for cell_id, entry in run.manifest.get("cells", {}).items() if entry.get("status") != "complete"}
-    cells |= {row.cell_id: {"model": row.model, "dataset": row.dataset, "status": "complete",
+    cells |= {row.cell_id: {"model": row.model, "dataset": row.label, "status": "complete",
                             "run_dir": str(runs[row.run].root)} for row in winners.itertuples()}
     manifest = {
         "suite_name": "+".join(dict.fromkeys(run.manifest.get("suite_name", "?") for run in runs)),
@@ -128,31 +147,87 @@ def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "
     return merged
 
 
+def _data_labels(runs: Sequence[RunResults], winners: pd.DataFrame, allowed: bool) -> dict[tuple[int, str], str]:
+    """(run index, dataset) -> the dataset's label naming its data, for the datasets whose winning cells
+    hold different data; UserError when the winners of a dataset differ in metric options, or in data
+    unless ``allowed``."""
+    records = [{key[1]: record for key, record in cell_records(run).items()} for run in runs]
+    labels = {}
+    for dataset, rows in winners.groupby("dataset", sort=False):
+        found = {f"run {runs[i].root}": records[i][dataset] for i in dict.fromkeys(rows["run"])
+                 if dataset in records[i]}
+        if len(found) < 2:
+            continue
+        _refuse_different_options(dataset, found)
+        how = data_difference(found)
+        if how is None:
+            continue
+        if not allowed:
+            raise UserError(f"dataset {dataset!r} holds different data in the runs merged: {how}; its rows do "
+                            "not compare. Give --allow-different-data to report them side by side, each "
+                            "dataset labelled with its data")
+        labels |= {(i, dataset): _data_label(dataset, records[i][dataset]) for i in dict.fromkeys(rows["run"])
+                   if dataset in records[i]}
+    return labels
+
+
+def _refuse_different_options(dataset: str, records: dict[str, dict[str, Any]]) -> None:
+    """UserError naming the first runs (``records``: cell.json by the run's label) whose cells of ``dataset``
+    were made with different metric options."""
+    (first, reference), *others = records.items()
+    for label, record in others:
+        differences = option_differences(reference.get("metric_options", {}), record.get("metric_options", {}),
+                                         (first, label))
+        if differences:
+            raise UserError(f"dataset {dataset!r} was evaluated with different metric options in the runs "
+                            f"merged: {'; '.join(differences[:5])}; its rows do not compare. Run them again "
+                            "with the same metric options, or report them apart")
+
+
+def _data_label(dataset: str, record: dict[str, Any]) -> str:
+    """The dataset's name with its data: ``shapes (32 images, data 1a2b3c)``."""
+    images = record.get("summary", {}).get("num_images")
+    return f"{dataset} ({images} images, data {str(record.get('dataset_fingerprint'))[:6]})"
+
+
+def _labelled(table: pd.DataFrame, winners: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each row's dataset replaced by its winner's label (:func:`_data_labels`)."""
+    if table.empty or (winners["label"] == winners["dataset"]).all():
+        return table
+    labels = dict(zip(zip(winners["model"], winners["dataset"]), winners["label"]))
+    return table.assign(dataset=[labels.get(key, key[1]) for key in zip(table["model"], table["dataset"])])
+
+
 def missing_cells(results: RunResults) -> list[str]:
     """A line for each cell of the manifest that did not complete (failed, or never finished) and has no result.
 
-    A cell that failed in one merged run folder but completed in another has a result: no line.
+    A cell that failed in one merged run folder but completed in another has a result: no line. Cells are
+    keyed by :data:`CELL_KEYS`: a failed corrupted cell has no result though its clean cell has.
     """
-    reported = set(zip(results.summary.get("model", []), results.summary.get("dataset", [])))
+    summary = with_cell_keys(results.summary)
+    reported = set(zip(*(summary.get(key, []) for key in CELL_KEYS)))
     lines = []
     for entry in results.manifest.get("cells", {}).values():
         status = entry.get("status", "pending")
-        if status == "complete" or (entry.get("model"), entry.get("dataset")) in reported:
+        corruption, severity = entry.get("corruption", CLEAN), entry.get("severity", 0)
+        if status == "complete" or (entry.get("model"), entry.get("dataset"), corruption, severity) in reported:
             continue
         error = (entry.get("error") or "").strip()
         reason = f"{status}: {error.splitlines()[0]}" if error else status
-        lines.append(f"Not in this report: model {entry.get('model')} on dataset {entry.get('dataset')} "
+        under = f" under {corruption} at severity {severity}" if corruption != CLEAN else ""
+        lines.append(f"Not in this report: model {entry.get('model')} on dataset {entry.get('dataset')}{under} "
                      f"({reason}) in run {entry.get('run_dir', results.root)}")
     return lines
 
 
 def _result_keys(run: RunResults, index: int) -> pd.DataFrame:
-    """(model, dataset) of each summary row, with its cell id and when the cell finished."""
+    """(model, dataset) of each clean summary row, with its cell id and when the cell finished."""
     by_key = {(e.get("model"), e.get("dataset")): (cid, e.get("finished"))
-              for cid, e in run.manifest.get("cells", {}).items()}
+              for cid, e in run.manifest.get("cells", {}).items() if e.get("corruption", CLEAN) == CLEAN}
     fallback = run.manifest.get("updated") or run.manifest.get("created")
     rows = []
-    for position, (model, dataset) in enumerate(zip(run.summary["model"], run.summary["dataset"])):
+    summary = run.clean().summary
+    for position, (model, dataset) in enumerate(zip(summary["model"], summary["dataset"])):
         cell_id, finished = by_key.get((model, dataset), (f"{model}__{dataset}", None))
         rows.append({"model": model, "dataset": dataset, "cell_id": cell_id, "run": index,
                      "position": position, "finished": finished or fallback})
@@ -175,17 +250,24 @@ def _winning_rows(runs: Sequence[RunResults], winners: pd.DataFrame, name: str) 
 
 def leaderboard_long(results: RunResults, metrics: Sequence[str] | None = None, *, ci: bool = False,
                      resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per (model, dataset, metric): value, best; with ``ci`` also lo, hi and tied.
+    """One row per (model, dataset, metric): value, best; with ``ci`` also lo, hi and tied; spread where a
+    shown figure declares one and it was measured.
 
     best: the best value of its (dataset, metric). tied: not significantly
     different from the best by a paired permutation test over images (p >= alpha).
+    spread: how steady the measurement was, e.g. latency p90 / p50 (:class:`segbench.columns.Spread`).
+    The clean images' rows alone (:func:`robustness_leaderboard` ranks the corrupted).
     """
+    results = results.clean()
     summary, columns = results.summary, results_catalogue(results)
     metrics = _checked(summary, metrics or default_metrics(summary, columns))
     long = summary.melt(id_vars=["model", "dataset"], value_vars=metrics, var_name="metric",
                         value_name="value")
     long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
     long["best"] = _best(long, columns)
+    spread = _spreads(long, summary, columns)
+    if spread.notna().any():
+        long["spread"] = spread
     if ci:
         intervals = bootstrap_table(results.per_image, metrics, resamples=resamples, seed=seed,
                                     columns=columns)
@@ -193,6 +275,36 @@ def leaderboard_long(results: RunResults, metrics: Sequence[str] | None = None, 
                           on=["model", "dataset", "metric"])
         long["tied"] = _tied_with_best(long, results.per_image, columns, resamples, seed, alpha)
     return long
+
+
+def _spreads(long: pd.DataFrame, summary: pd.DataFrame, columns: Catalogue) -> pd.Series:
+    """The spread of each row whose figure declares one (its ``upper`` figure over it); NaN elsewhere."""
+    spread = pd.Series(np.nan, index=long.index)
+    rows = summary.drop_duplicates(["model", "dataset"]).set_index(["model", "dataset"])
+    for metric in long["metric"].unique():
+        column = columns.get(metric)
+        declared = column.spread if column is not None else None
+        if declared is None or declared.upper not in rows.columns:
+            continue
+        mine = long["metric"] == metric
+        keys = pd.MultiIndex.from_frame(long.loc[mine, ["model", "dataset"]])
+        upper = pd.to_numeric(rows[declared.upper], errors="coerce").reindex(keys).to_numpy()
+        spread[mine] = upper / long.loc[mine, "value"].to_numpy()
+    return spread
+
+
+def noisy_spreads(long: pd.DataFrame, columns: Catalogue) -> list[str]:
+    """A warning for each figure whose spread exceeds what its declaration calls noisy."""
+    if "spread" not in long.columns:
+        return []
+    warnings = []
+    for row in long[long["spread"].notna()].itertuples():
+        declared = columns.get(row.metric).spread
+        if row.spread > declared.noisy:
+            warnings.append(f"Warning: {row.metric} of {row.model} on {row.dataset} was timed with a spread "
+                            f"{declared.label} of {row.spread:.2f} (above {declared.noisy:g}): the timing was "
+                            "noisy (a busy machine, or too few iterations); measure it again before comparing")
+    return warnings
 
 
 def _best(long: pd.DataFrame, columns: Catalogue) -> pd.Series:
@@ -248,20 +360,22 @@ def leaderboard(results: RunResults, metrics: Sequence[str] | None = None, *, so
 
 
 def _wide(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """The long leaderboard pivoted: rows ``order``, columns (dataset, metric), intervals as ``<metric>_lo/_hi``."""
-    stats = [s for s in ("value", "lo", "hi") if s in long.columns]
+    """The long leaderboard pivoted: rows ``order``, columns (dataset, metric), intervals as ``<metric>_lo/_hi``,
+    spreads as ``<metric>_spread``."""
+    stats = [s for s in ("value", "lo", "hi", "spread") if s in long.columns]
     wide = long.pivot(index="model", columns=["dataset", "metric"], values=stats)
     wide.columns = pd.MultiIndex.from_tuples(
         [(d, m if s == "value" else f"{m}_{s}") for s, d, m in wide.columns], names=["dataset", "metric"])
     columns = [(d, m + suffix) for d in long["dataset"].unique() for m in long["metric"].unique()
-               for suffix in ("", "_lo", "_hi")
+               for suffix in ("", "_lo", "_hi", "_spread")
                if (d, m + suffix) in wide.columns and (not suffix or wide[(d, m + suffix)].notna().any())]
     return wide.loc[order, columns]
 
 
 def per_class_table(results: RunResults, metric: str = "IoU") -> pd.DataFrame:
-    """Rows (dataset, class_id, class_name), one column per model: the per-class ``metric`` as stored."""
-    per_class = results.per_class
+    """Rows (dataset, class_id, class_name), one column per model: the per-class ``metric`` as stored (clean
+    images)."""
+    per_class = results.clean().per_class
     if metric not in per_class.columns:
         declared = [c.name for c in results_catalogue(results).table("per_class")
                     if c.direction != "neither" and c.name in per_class.columns]
@@ -297,8 +411,9 @@ def top_confusions(results: RunResults, top: int = TOP_CONFUSIONS) -> pd.DataFra
 
     Columns: model, dataset, label_class_id, label_class, predicted_class_id,
     predicted_class, pixels, share (of the label class's labelled pixels, a fraction).
-    Empty when the runs hold no confusion rows.
+    Empty when the runs hold no confusion rows. Clean images only.
     """
+    results = results.clean()
     names = ["model", "dataset", "label_class_id", "label_class", "predicted_class_id", "predicted_class",
              "pixels", "share"]
     confusion = results.confusion
@@ -321,7 +436,8 @@ def top_confusions(results: RunResults, top: int = TOP_CONFUSIONS) -> pd.DataFra
 
 def confusion_matrix(results: RunResults, model: str, dataset: str) -> pd.DataFrame:
     """A (model, dataset)'s confusion matrix in pixels: rows label class id, columns predicted class id,
-    over the classes of its per-class rows and of its confusion rows."""
+    over the classes of its per-class rows and of its confusion rows, on the clean images."""
+    results = results.clean()
     confusion = results.confusion
     rows = confusion[(confusion["model"] == model) & (confusion["dataset"] == dataset)]
     ids = sorted(set(_class_names(results, model, dataset)) | set(rows["label_class_id"].astype(int))
@@ -395,7 +511,7 @@ def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
 class Cell:
     text: str
     bold: bool = False
-    tied: bool = False  # not significantly different from the best: marked with a dagger
+    tied: bool = False  # not significantly different from the best: marked TIED_MARK
 
 
 @dataclass
@@ -410,13 +526,14 @@ class TextTable:
 
 
 def format_value(column: Column | None, value: float | str, decimals: int) -> str:
-    """A fraction in percent; other numbers as stored, millions and more with a suffix (M, G, T)."""
+    """A fraction in percent, a figure with a ``shown_unit`` in it; other numbers as stored, millions and more
+    with a suffix (M, G, T)."""
     if isinstance(value, str):
         return value
     if pd.isna(value):
         return "-"
-    if column is not None and column.percent:
-        return f"{100 * value:.{decimals}f}"
+    if column is not None and (column.percent or column.shown_unit):
+        return f"{column.shown(value):.{decimals}f}"
     for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
         if abs(value) >= size:
             return f"{value / size:.{decimals}f}{suffix}"
@@ -430,36 +547,46 @@ def column_header(name: str, column: Column | None) -> str:
 
 
 def _leaderboard_text(long: pd.DataFrame, order: list[str], columns: Catalogue, decimals: int,
-                      ci_style: CiStyle, title: str) -> TextTable:
+                      ci_style: CiStyle, title: str, marks: dict[str, str]) -> TextTable:
+    """The leaderboard's cells; a figure with a measured spread is followed by a column of it (p90/p50);
+    ``marks``: the model's mark (:func:`trained_marks`) after its name."""
     datasets, metrics = list(long["dataset"].unique()), list(long["metric"].unique())
+    spread = long["spread"] if "spread" in long.columns else pd.Series(np.nan, index=long.index)
+    spreads = {m for m in metrics if spread[long["metric"] == m].notna().any()}
     cells = long.set_index(["model", "dataset", "metric"])
     rows = []
     for model in order:
-        row = [Cell(model)]
+        row = [Cell(model + marks.get(model, ""))]
         for dataset in datasets:
             for metric in metrics:
                 key = (model, dataset, metric)
                 row.append(_value_cell(cells.loc[key], columns.get(metric), decimals, ci_style)
                            if key in cells.index else Cell("-"))
+                if metric in spreads:
+                    value = cells.loc[key, "spread"] if key in cells.index else np.nan
+                    row.append(Cell("-" if pd.isna(value) else f"{value:.2f}"))
         rows.append(row)
-    header = ["model"] + [column_header(m, columns.get(m)) for _ in datasets for m in metrics]
-    return TextTable(title, header, rows, [("", 1)] + [(d, len(metrics)) for d in datasets])
+    names = [name for m in metrics for name in (column_header(m, columns.get(m)),
+                                                *([columns.get(m).spread.label] if m in spreads else []))]
+    header = ["model"] + [name for _ in datasets for name in names]
+    return TextTable(title, header, rows, [("", 1)] + [(d, len(names)) for d in datasets])
 
 
 def _value_cell(row: pd.Series, column: Column | None, decimals: int, ci_style: CiStyle) -> Cell:
     text = format_value(column, row["value"], decimals)
     if pd.notna(row.get("lo", np.nan)) and pd.notna(row["value"]):
-        scale = 100 if column is not None and column.percent else 1
         if ci_style == "pm":
-            text += f" ± {scale * (row['hi'] - row['lo']) / 2:.{decimals}f}"
+            half = (row["hi"] - row["lo"]) / 2
+            text += f" ± {column.shown(half) if column is not None else half:.{decimals}f}"
         else:
             text += f" [{format_value(column, row['lo'], decimals)}, {format_value(column, row['hi'], decimals)}]"
     return Cell(text, bold=bool(row["best"]), tied=bool(row.get("tied", False)))
 
 
 def _per_class_texts(results: RunResults, metric: str, order: list[str], columns: Catalogue,
-                     decimals: int) -> dict[str, TextTable]:
-    """One table per dataset: a row per class, a column per model; bold the best of each row."""
+                     decimals: int, marks: dict[str, str]) -> dict[str, TextTable]:
+    """One table per dataset: a row per class, a column per model (its name with its mark from
+    :func:`trained_marks`); bold the best of each row."""
     if results.per_class.empty:
         return {}
     wide = per_class_table(results, metric)
@@ -476,7 +603,7 @@ def _per_class_texts(results: RunResults, metric: str, order: list[str], columns
                                             bold=directed and bool(best.loc[key, m])) for m in models]
                 for key in rows.index]
         title = f"Per-class {metric}{f' ({unit})' if unit else ''}: {dataset}"
-        tables[dataset] = TextTable(title, ["class", *models], body)
+        tables[dataset] = TextTable(title, ["class", *(m + marks.get(m, "") for m in models)], body)
     return tables
 
 
@@ -515,14 +642,41 @@ def _published_text(summary: pd.DataFrame, columns: Catalogue, decimals: int) ->
     return TextTable("Published against measured (%)", header, rows, labels=2)
 
 
-def _legend(ci: bool, resamples: int, alpha: float) -> str:
+def _legend(ci: bool, resamples: int, alpha: float, long: pd.DataFrame, columns: Catalogue,
+            marks: dict[str, str]) -> str:
+    """What the leaderboard's marks, units and spreads mean, and the notes the shown figures declare."""
     text = ("Fractions in %, other figures in the unit in brackets after their name. "
             "Bold: the best of each column.")
     if ci:
         text += (f" a ± b: the value and half the width of its 95% image-level bootstrap interval "
-                 f"({resamples} resamples). †: not significantly different from the best "
+                 f"({resamples} resamples). {TIED_MARK}: not significantly different from the best "
                  f"(paired permutation test over images, p ≥ {alpha}).")
-    return text
+    shown = [columns.get(m) for m in long["metric"].unique() if columns.get(m) is not None]
+    if "spread" in long.columns:
+        text += "".join(f" {c.spread.label}: the spread of {c.name}, {c.spread.upper} over it (above "
+                        f"{c.spread.noisy:g}: a noisy timing)." for c in shown
+                        if c.spread is not None and long.loc[long["metric"] == c.name, "spread"].notna().any())
+    text += "".join(f" {note}." for note in dict.fromkeys(c.note for c in shown if c.note))
+    return text + (f" {trained_legend(marks)}." if marks else "")
+
+
+def trained_marks(summary: pd.DataFrame) -> dict[str, str]:
+    """The mark after each model's name from the summary's ``trained``: UNTRAINED_MARK for random weights
+    (False), UNKNOWN_TRAINING_MARK when not known (null); none for trained models, nor for runs whose
+    summary predates the column."""
+    if "trained" not in summary.columns:
+        return {}
+    marks: dict[str, str] = {}
+    for model, trained in zip(summary["model"], summary["trained"]):
+        mark = UNTRAINED_MARK if str(trained) == "False" else UNKNOWN_TRAINING_MARK if pd.isna(trained) else ""
+        if mark and marks.get(model) != UNTRAINED_MARK:
+            marks[model] = mark
+    return marks
+
+
+def trained_legend(marks: dict[str, str]) -> str:
+    """The legend of the marks that :func:`trained_marks` gave."""
+    return "; ".join(text for mark, text in TRAINED_LEGEND.items() if mark in marks.values())
 
 
 # ---------------------------------------------------------------- rendering: formats
@@ -549,17 +703,17 @@ def _md_escape(text: str) -> str:
 def _md_cell(cell: Cell) -> str:
     text = _md_escape(cell.text)
     text = f"**{text}**" if cell.bold else text
-    return text + " †" if cell.tied else text
+    return text + f" {TIED_MARK}" if cell.tied else text
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                  "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$", "†": r"$^\dagger$",
-                 "≥": r"$\geq$", "Δ": r"$\Delta$"}
+                 "‡": r"$^\ddagger$", "≥": r"$\geq$", "Δ": r"$\Delta$"}
 
 
 def latex_escape(text: str) -> str:
-    """Text as LaTeX source: special characters escaped, ±, †, ≥, Δ as math."""
+    """Text as LaTeX source: special characters escaped, ±, †, ‡, ≥, Δ as math."""
     return "".join(LATEX_SPECIAL.get(char, char) for char in text)
 
 
@@ -597,7 +751,7 @@ def _latex_groups(groups: list[tuple[str, int]]) -> list[str]:
 def _latex_cell(cell: Cell) -> str:
     text = latex_escape(cell.text)
     text = rf"\textbf{{{text}}}" if cell.bold else text
-    return text + r"$^\dagger$" if cell.tied else text
+    return text + latex_escape(TIED_MARK) if cell.tied else text
 
 
 def to_html(table: TextTable) -> str:
@@ -616,7 +770,7 @@ def to_html(table: TextTable) -> str:
 def _html_cell(cell: Cell) -> str:
     text = html.escape(cell.text)
     text = f"<b>{text}</b>" if cell.bold else text
-    return f"<td>{text}<sup>†</sup></td>" if cell.tied else f"<td>{text}</td>"
+    return f"<td>{text}<sup>{TIED_MARK}</sup></td>" if cell.tied else f"<td>{text}</td>"
 
 
 # ---------------------------------------------------------------- documents
@@ -641,12 +795,14 @@ class Document:
     """The rendered tables of a report, and the notes that explain them."""
 
     title: str
-    notes: list[str]  # the legend, then one line of conventions per dataset
+    notes: list[str]  # the legend, one line of conventions per dataset, then warnings (noisy timings)
     leaderboard: TextTable
     per_class: dict[str, TextTable]  # by dataset
     published: TextTable | None
     missing: list[str]  # the run folders' cells that have no result here (:func:`missing_cells`)
     confusions: dict[tuple[str, str], TextTable] = field(default_factory=dict)  # by (model, dataset)
+    models: list[str] = field(default_factory=list)  # the leaderboard's, best first
+    robustness: RobustnessPart | None = None  # runs with corrupted rows (:func:`robustness_part`)
 
     def tables(self) -> list[TextTable]:
         return [self.leaderboard, *self.per_class.values(), *self.confusions.values(),
@@ -660,19 +816,24 @@ def render(results: RunResults, fmt: Format = "md", options: ReportOptions | Non
         raise UserError(f"unknown format {fmt!r}; expected md, csv, tex or html", field="format")
     if results.summary.empty:
         raise UserError("no results to report: the run folders hold no complete cell")
+    robustness, missing = robustness_part(results, options.decimals), missing_cells(results)
+    results = results.clean()  # the sections but robustness show the clean images
     columns = results_catalogue(results)
     long = leaderboard_long(results, options.metrics, ci=options.ci, resamples=options.resamples,
                             seed=options.seed, alpha=options.alpha)
     order = model_order(long, options.sort, columns)
+    marks = trained_marks(results.summary)
     if fmt == "csv":
-        return _csv(long, order, columns, options.decimals)
+        return _csv(long, order, columns, options.decimals, results.summary)
     title = results.manifest.get("suite_name", "segbench")
+    legend = _legend(options.ci, options.resamples, options.alpha, long, columns, marks)
     document = Document(
-        title, [_legend(options.ci, options.resamples, options.alpha), *conventions(results)],
-        _leaderboard_text(long, order, columns, options.decimals, options.ci_style, f"Leaderboard: {title}"),
-        _per_class_texts(results, options.per_class_metric, order, columns, options.decimals),
-        _published_text(results.summary, columns, options.decimals), missing_cells(results),
-        _confusion_texts(results, order, options.decimals))
+        title, [legend, *conventions(results), *noisy_spreads(long, columns)],
+        _leaderboard_text(long, order, columns, options.decimals, options.ci_style, f"Leaderboard: {title}",
+                          marks),
+        _per_class_texts(results, options.per_class_metric, order, columns, options.decimals, marks),
+        _published_text(results.summary, columns, options.decimals), missing,
+        _confusion_texts(results, order, options.decimals), order, robustness)
     if fmt == "md":
         return _markdown_document(document)
     if fmt == "tex":
@@ -680,19 +841,24 @@ def render(results: RunResults, fmt: Format = "md", options: ReportOptions | Non
     return _html_document(document, results, columns, options)
 
 
-def _csv(long: pd.DataFrame, order: list[str], columns: Catalogue, decimals: int) -> str:
-    """The leaderboard, wide, in display units (fractions in percent, other figures in their unit), rounded."""
+def _csv(long: pd.DataFrame, order: list[str], columns: Catalogue, decimals: int, summary: pd.DataFrame) -> str:
+    """The leaderboard, wide, in display units (fractions in percent, other figures in their unit), rounded;
+    with ``trained`` (True, False or unknown) where the summary records it."""
     wide = _wide(long, order)
     bases = [columns.get(m.removesuffix("_lo").removesuffix("_hi")) for _, m in wide.columns]
-    wide = (wide * [100 if c is not None and c.percent else 1 for c in bases]).round(decimals)
+    wide = (wide * [c.shown(1.0) if c is not None else 1.0 for c in bases]).round(decimals)
     wide.columns = [f"{d}/{m}" for d, m in wide.columns]
+    if "trained" in summary.columns:
+        known = {model: str(trained) for model, trained in zip(summary["model"], summary["trained"])
+                 if pd.notna(trained)}
+        wide.insert(0, "trained", [known.get(model, "unknown") for model in wide.index])
     return wide.rename_axis("model").to_csv()
 
 
 def _markdown_document(document: Document) -> str:
     parts = [f"# segbench report: {document.title}", "", document.notes[0], ""]
     parts += [f"- {line}" for line in document.notes[1:] + document.missing] + [""]
-    parts += [to_markdown(t) for t in document.tables()]
+    parts += [to_markdown(t) for t in document.tables()] + _robustness_markdown(document.robustness)
     return "\n".join(parts)
 
 
@@ -709,7 +875,7 @@ def _latex_document(document: Document) -> str:
               for t in document.confusions.values()]
     if document.published:
         parts.append(to_latex(document.published, document.published.title + ".", "published"))
-    return "\n".join(parts)
+    return "\n".join(parts + _robustness_latex(document.robustness))
 
 
 HTML_STYLE = """
@@ -731,8 +897,9 @@ def _html_document(document: Document, results: RunResults, columns: Catalogue, 
             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines + document.missing) + "</ul>",
             f"<h2>{html.escape(document.leaderboard.title)}</h2>", to_html(document.leaderboard),
             "<h2>Accuracy versus latency</h2>", _scatter_section(results.summary, columns)]
+    marks = trained_marks(results.summary)
     for dataset, table in document.per_class.items():
-        models = table.header[1:]
+        models = [m for m in document.models if m + marks.get(m, "") in table.header[1:]]
         body += [f"<h2>{html.escape(table.title)}</h2>",
                  _png(_per_class_figure(results, dataset, columns.get(options.per_class_metric, "per_class"),
                                         options.per_class_metric, models)), to_html(table)]
@@ -751,6 +918,7 @@ def _html_document(document: Document, results: RunResults, columns: Catalogue, 
                      _png(_reliability_figure(results, rows, dataset, models, columns, options.decimals))]
     if document.published:
         body += [f"<h2>{html.escape(document.published.title)}</h2>", to_html(document.published)]
+    body += _robustness_html(document.robustness)
     if options.galleries:
         body += ["<h2>Worst images</h2>",
                  "<ul>" + "".join(f'<li><a href="{html.escape(href)}">{html.escape(text)}</a></li>'
@@ -762,7 +930,7 @@ def _html_document(document: Document, results: RunResults, columns: Catalogue, 
 
 def _models_of(document: Document) -> list[str]:
     """The models of the leaderboard, best first."""
-    return [row[0].text for row in document.leaderboard.rows]
+    return document.models
 
 
 # ---------------------------------------------------------------- figures (matplotlib, embedded)
@@ -780,7 +948,7 @@ def _per_class_figure(results: RunResults, dataset: str, column: Column | None, 
 
     rows = results.per_class[results.per_class["dataset"] == dataset].sort_values("class_id")
     classes = list(rows["class_name"].unique())
-    scale = 100 if column is not None and column.percent else 1
+    scale = column.shown(1.0) if column is not None else 1.0
     figure = Figure(figsize=(min(24, 4 + 0.2 * len(classes) * (len(models) + 1)), 4), layout="constrained")
     axes = figure.subplots()
     width = 0.8 / max(1, len(models))
@@ -812,13 +980,21 @@ def _scatter_section(summary: pd.DataFrame, columns: Catalogue) -> str:
                 "needs the efficiency pass of a suite (its <code>efficiency</code> section).</p>")
     accuracy, latency = axes
     timed = summary.dropna(subset=[latency, accuracy])
-    return "\n".join(_png(_scatter_figure(timed[timed["dataset"] == d], d, accuracy, latency))
+    return "\n".join(_png(_scatter_figure(timed[timed["dataset"] == d], d, columns.get(accuracy),
+                                          columns.get(latency)))
                      for d in timed["dataset"].unique())
 
 
-def _scatter_figure(rows: pd.DataFrame, dataset: str, accuracy: str, latency: str) -> Any:
+def axis_label(column: Column) -> str:
+    """A plot axis of ``column``: what it is in words, its name and the unit shown."""
+    unit = _unit_label(column)
+    return textwrap.fill(f"{column.meaning} ({column.name}{', ' + unit if unit else ''})", 60)
+
+
+def _scatter_figure(rows: pd.DataFrame, dataset: str, accuracy_column: Column, latency_column: Column) -> Any:
     from matplotlib.figure import Figure
 
+    accuracy, latency = accuracy_column.name, latency_column.name
     rows = rows.sort_values(latency)
     front = pareto_front(rows[latency].to_numpy(), rows[accuracy].to_numpy())
     figure = Figure(figsize=(6, 4), layout="constrained")
@@ -829,11 +1005,12 @@ def _scatter_figure(rows: pd.DataFrame, dataset: str, accuracy: str, latency: st
               label="Pareto front", zorder=2)
     axes.scatter(rows.loc[front, latency], 100 * rows.loc[front, accuracy], s=90, facecolors="none",
                  edgecolors="tab:red", zorder=4)
+    marks = trained_marks(rows)
     for _, row in rows.iterrows():
-        axes.annotate(str(row["model"]), (row[latency], 100 * row[accuracy]), textcoords="offset points",
-                      xytext=(5, 5), fontsize="small")
-    axes.set_xlabel(f"{latency} (ms)")
-    axes.set_ylabel(f"{accuracy} (%)")
+        axes.annotate(str(row["model"]) + marks.get(row["model"], ""), (row[latency], 100 * row[accuracy]),
+                      textcoords="offset points", xytext=(5, 5), fontsize="small")
+    axes.set_xlabel(axis_label(latency_column))
+    axes.set_ylabel(axis_label(accuracy_column))
     axes.set_title(f"Accuracy versus latency: {dataset}")
     axes.legend(fontsize="small")
     axes.grid(alpha=0.3)
@@ -928,4 +1105,246 @@ def _reliability_figure(results: RunResults, rows: pd.DataFrame, dataset: str, m
         axes.set_visible(False)
     panels[0].legend(fontsize="x-small", loc="upper left")
     figure.suptitle(f"Reliability: {dataset}")
+    return figure
+
+
+# ---------------------------------------------------------------- robustness (corruption benchmarks)
+
+@dataclass
+class NotedTable:
+    """A table, the sentence that explains it, and its numbered footnotes (why a figure is n/a)."""
+
+    table: TextTable
+    caption: str
+    footnotes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RobustnessPart:
+    """A report's robustness tables: the mCE leaderboard and a corruption x severity table per (model,
+    dataset); ``summary``: the clean and corrupted rows the HTML plots, ``models`` best first."""
+
+    leaderboard: NotedTable
+    by_model: list[NotedTable]
+    summary: pd.DataFrame
+    models: list[str]
+    accuracy: Column | None  # the declaration of the summary's mIoU
+
+    def tables(self) -> list[NotedTable]:
+        return [self.leaderboard, *self.by_model]
+
+
+def robustness_reference(results: RunResults) -> str | None:
+    """The suite's reference model (mCE normalised by its errors); None: unnormalised, or not recorded."""
+    return (results.manifest.get("suite_resolved", {}).get("corruptions") or {}).get("reference")
+
+
+def robustness_catalogue(results: RunResults) -> Catalogue:
+    """The declared figures of the run's robustness.parquet (their unit depends on its reference)."""
+    return Catalogue(robustness_columns(robustness_reference(results)))
+
+
+def robustness_long(results: RunResults) -> pd.DataFrame:
+    """One row per (model, dataset, figure) of the robustness leaderboard (the figures declared
+    ``leaderboard``: mCE, relative mCE, retention): value, best, note (why the value is NaN); empty when the
+    run has no corrupted rows."""
+    names = ["model", "dataset", "metric", "value", "best", "note"]
+    if results.robustness.empty:
+        return pd.DataFrame(columns=names)
+    columns = robustness_catalogue(results)
+    overall = results.robustness[results.robustness["corruption"] == OVERALL]
+    figures = [c.name for c in columns if c.leaderboard]
+    long = overall.melt(id_vars=["model", "dataset", "note"], value_vars=figures, var_name="metric",
+                        value_name="value")
+    long["value"] = long["value"].astype(float)
+    long["note"] = long["note"].where(long["value"].isna())
+    long["best"] = _best(long, columns)
+    return long[names]
+
+
+def _robustness_order(long: pd.DataFrame, columns: Catalogue) -> list[str]:
+    """Models best first by the first figure of the robustness leaderboard (mCE)."""
+    return model_order(long, long["metric"].iloc[0], columns)
+
+
+def robustness_leaderboard(results: RunResults) -> pd.DataFrame:
+    """One row per model, columns (dataset, figure): mCE, relative mCE and retention as stored, the lowest
+    mCE first; empty when the run has no corrupted rows."""
+    long = robustness_long(results)
+    if long.empty:
+        return pd.DataFrame()
+    return _wide(long, _robustness_order(long, robustness_catalogue(results)))
+
+
+def robustness_part(results: RunResults, decimals: int) -> RobustnessPart | None:
+    """The robustness tables of a run with corrupted rows (all rows of ``results``, not the clean ones
+    alone); None for a run without."""
+    long = robustness_long(results)
+    if long.empty:
+        return None
+    columns = robustness_catalogue(results)
+    order = _robustness_order(long, columns)
+    accuracy = results_catalogue(results).get("mIoU")
+    return RobustnessPart(_robustness_leaderboard_text(results, long, order, columns, decimals),
+                          _severity_texts(results, order, columns, accuracy, decimals), results.summary, order,
+                          accuracy)
+
+
+def _noted_cell(value: float, column: Column | None, decimals: int, note: Any, footnotes: list[str],
+                bold: bool = False) -> Cell:
+    """``value`` formatted; a NaN as n/a with the number of its ``note`` (added to ``footnotes`` when new)."""
+    if pd.notna(value):
+        return Cell(format_value(column, value, decimals), bold=bold)
+    if not isinstance(note, str) or not note:
+        return Cell("n/a")
+    if note not in footnotes:
+        footnotes.append(note)
+    return Cell(f"n/a [{footnotes.index(note) + 1}]")
+
+
+def _robustness_leaderboard_text(results: RunResults, long: pd.DataFrame, order: list[str], columns: Catalogue,
+                                 decimals: int) -> NotedTable:
+    """A row per model, a column group per dataset; bold the best of each column; the caption names the
+    reference and defines the figures from their declarations."""
+    datasets, names = list(long["dataset"].unique()), list(long["metric"].unique())
+    cells = long.set_index(["model", "dataset", "metric"])
+    marks = trained_marks(results.summary)
+    footnotes: list[str] = []
+    rows = []
+    for model in order:
+        row = [Cell(model + marks.get(model, ""))]
+        for dataset in datasets:
+            for name in names:
+                key = (model, dataset, name)
+                if key not in cells.index:
+                    row.append(Cell("-"))
+                    continue
+                value, note, best = cells.loc[key, ["value", "note", "best"]]
+                row.append(_noted_cell(value, columns.get(name), decimals, note, footnotes, bool(best)))
+        rows.append(row)
+    header = ["model"] + [column_header(name, columns.get(name)) for _ in datasets for name in names]
+    reference = robustness_reference(results)
+    against = f"reference model {reference} (its mCE is 1)" if reference else "no reference model (unnormalised)"
+    definitions = "; ".join(f"{c.name}, {c.meaning}" for c in columns)
+    caption = (f"Robustness against corruptions, {against}: {definitions}. Fractions in %. Bold: the best of "
+               "each column.")
+    if marks:
+        caption += f" {trained_legend(marks)}."
+    table = TextTable(f"Robustness: {results.manifest.get('suite_name', 'segbench')}", header, rows,
+                      [("", 1)] + [(d, len(names)) for d in datasets])
+    return NotedTable(table, caption, footnotes)
+
+
+def _severity_texts(results: RunResults, order: list[str], columns: Catalogue, accuracy: Column | None,
+                    decimals: int) -> list[NotedTable]:
+    """A corruption x severity table (:func:`_severity_text`) per (model, dataset) with corrupted rows."""
+    summary, tables = results.summary, []
+    for dataset in summary["dataset"].unique():
+        corrupted = summary[(summary["dataset"] == dataset) & (summary["corruption"] != CLEAN)]
+        grid = (list(corrupted["corruption"].unique()), sorted(int(s) for s in corrupted["severity"].unique()))
+        tables += [_severity_text(results, model, dataset, grid, columns, accuracy, decimals)
+                   for model in order if model in set(corrupted["model"])]
+    return tables
+
+
+def _severity_text(results: RunResults, model: str, dataset: str, grid: tuple[list[str], list[int]],
+                   columns: Catalogue, accuracy: Column | None, decimals: int) -> NotedTable:
+    """A row per corruption of ``grid`` (corruptions, severities): the model's mIoU on the clean images and at
+    each severity (the summary's), then the figures robustness.parquet declares per corruption (CE, ...)."""
+    corruptions, severities = grid
+    summary, robustness = results.summary, results.robustness
+    miou = summary[(summary["model"] == model) & (summary["dataset"] == dataset)].set_index(
+        ["corruption", "severity"])["mIoU"]
+    stored = robustness[(robustness["model"] == model)
+                        & (robustness["dataset"] == dataset)].set_index("corruption")
+    figures = [c for c in columns if not c.leaderboard]
+    footnotes: list[str] = []
+    body = []
+    for corruption in corruptions:
+        keys = [(CLEAN, 0)] + [(corruption, s) for s in severities]
+        row = [Cell(corruption)] + [Cell(format_value(accuracy, miou.get(k, np.nan), decimals)) for k in keys]
+        if corruption in stored.index:
+            row += [_noted_cell(stored.loc[corruption, c.name], c, decimals, stored.loc[corruption, "note"],
+                                footnotes) for c in figures]
+        else:
+            row += [Cell("-") for _ in figures]
+        body.append(row)
+    unit = _unit_label(accuracy)
+    accuracy_label = f"mIoU ({unit})" if unit else "mIoU"
+    header = ["corruption", "clean", *(f"severity {s}" for s in severities),
+              *(column_header(c.name, c) for c in figures)]
+    groups = [("", 1), (accuracy_label, 1 + len(severities)), ("", len(figures))]
+    caption = (f"mIoU on the clean images and at each severity of each corruption, then "
+               f"{', '.join(c.name for c in figures)} as the robustness leaderboard defines them.")
+    return NotedTable(TextTable(f"Robustness: {model} on {dataset}, {accuracy_label} by corruption and severity",
+                                header, body, groups), caption, footnotes)
+
+
+def _footnote_lines(noted: NotedTable) -> list[str]:
+    return [f"[{number}] {note}" for number, note in enumerate(noted.footnotes, 1)]
+
+
+def _robustness_markdown(part: RobustnessPart | None) -> list[str]:
+    if part is None:
+        return []
+    return ["## Robustness", ""] + ["\n\n".join([to_markdown(noted.table).rstrip("\n"), noted.caption,
+                                                 *_footnote_lines(noted)]) + "\n" for noted in part.tables()]
+
+
+def _robustness_latex(part: RobustnessPart | None) -> list[str]:
+    if part is None:
+        return []
+    return [to_latex(noted.table, " ".join([noted.table.title + ".", noted.caption, *_footnote_lines(noted)]),
+                     noted.table.title) for noted in part.tables()]
+
+
+def _robustness_html(part: RobustnessPart | None) -> list[str]:
+    if part is None:
+        return []
+
+    def noted_html(noted: NotedTable) -> list[str]:
+        return [f"<h3>{html.escape(noted.table.title)}</h3>", to_html(noted.table),
+                *(f'<p class="note">{html.escape(line)}</p>' for line in [noted.caption, *_footnote_lines(noted)])]
+
+    body = ["<h2>Robustness</h2>", *noted_html(part.leaderboard)]
+    for dataset in part.summary["dataset"].unique():
+        rows = part.summary[part.summary["dataset"] == dataset]
+        if (rows["corruption"] != CLEAN).any():
+            body += [f"<h3>mIoU against severity: {html.escape(dataset)}</h3>",
+                     _png(_robustness_figure(rows, dataset, [m for m in part.models if m in set(rows["model"])],
+                                             part.accuracy))]
+    for noted in part.by_model:
+        body += noted_html(noted)
+    return body
+
+
+def _robustness_figure(rows: pd.DataFrame, dataset: str, models: list[str], accuracy: Column | None) -> Any:
+    """One panel per corruption: a dataset's mIoU against severity (0: the clean images), a line per model."""
+    from matplotlib.figure import Figure
+
+    corruptions = [c for c in rows["corruption"].unique() if c != CLEAN]
+    clean = rows[rows["corruption"] == CLEAN].set_index("model")["mIoU"]
+    scale = accuracy.shown(1.0) if accuracy is not None else 1.0
+    ncols = min(5, len(corruptions))
+    nrows = -(-len(corruptions) // ncols)
+    figure = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), layout="constrained")
+    panels = figure.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    unit = _unit_label(accuracy)
+    for index, (axes, corruption) in enumerate(zip(panels, corruptions)):
+        for model in models:
+            mine = rows[(rows["model"] == model) & (rows["corruption"] == corruption)].sort_values("severity")
+            severities = [0, *mine["severity"].astype(int)]
+            values = np.array([clean.get(model, np.nan), *mine["mIoU"]], dtype=float)
+            axes.plot(severities, scale * values, marker="o", label=model)
+        axes.set_title(corruption, fontsize="medium")
+        axes.set_xticks(sorted({0, *rows["severity"].astype(int)}))
+        axes.set_xlabel("severity (0: clean)")
+        if index % ncols == 0:
+            axes.set_ylabel(f"mIoU ({unit})" if unit else "mIoU")
+        axes.grid(alpha=0.3)
+    for axes in panels[len(corruptions):]:
+        axes.set_visible(False)
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize="small", ncols=min(len(models), 6))
+    figure.suptitle(f"mIoU against severity: {dataset}")
     return figure

@@ -175,3 +175,15 @@ def test_worst_by_mhd99_is_the_highest_because_the_run_declares_it(tmp_path):
     value = per_image.set_index("image_id").loc[shown_ids(page)[0], "mHD99"]
     assert f"fcn: mHD99 {value:.1f}" in page  # in pixels, as stored
     assert f"mHD99 {value:.1f}" in page.split("</h3>", 2)[1]  # and among the figures under the prediction
+
+
+def test_gallery_labels_say_when_a_model_is_not_known_to_be_trained(tmp_path, nets):
+    mine = {"name": "mine", "type": "python", "factory": "tiny_nets:pointwise", "kwargs": {"num_classes": 6},
+            "num_classes": 6}
+    suite = {**SUITE, "datasets": [{**SUITE["datasets"][0], "num_images": 2}],
+             "models": [SUITE["models"][0], {"name": "rnd", "type": "builtin", "arch": "fcn", "weights": "random"},
+                        mine]}
+    page, _ = gallery(segbench.load(segbench.run(suite, run_dir=tmp_path / "run")))
+    assert "<b>fcn</b>" in page and "<b>rnd†</b>" in page and "<b>mine?</b>" in page
+    assert "† random weights: not a trained model; ? not known whether trained" in page
+    assert "images where rnd† does worst" in page

@@ -95,16 +95,20 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def stripes(tmp_path_factory) -> dict[str, np.ndarray]:
-    """The dataset's images and labels, as the plugin's registered dataset type builds them (in a process of
-    its own, so that this one never registers the plugin)."""
-    path = tmp_path_factory.mktemp("stripes") / "stripes.npz"
+    return stripes_data(tmp_path_factory.mktemp("stripes"), STRIPES)
+
+
+def stripes_data(folder: Path, config: dict) -> dict[str, np.ndarray]:
+    """The dataset's images and labels, as the plugin's registered dataset type builds them from ``config`` (in
+    a process of its own, so that this one never registers the plugin)."""
+    path = folder / "stripes.npz"
     script = dedent(f"""\
         import sys
         import numpy as np
         from segbench.registry import DATASETS, load_plugins
         load_plugins()
         kind = DATASETS["stripes"]
-        dataset = kind.build(kind.config(name="stripes", type="stripes", **{STRIPES!r}))
+        dataset = kind.build(kind.config(name="stripes", type="stripes", **{config!r}))
         samples = [dataset[i] for i in range(len(dataset))]
         np.savez(sys.argv[1], ids=[s.id for s in samples], images=np.stack([s.image for s in samples]),
                  labels=np.stack([s.label for s in samples]))
@@ -228,8 +232,9 @@ def test_catalogue_report_shows_mAreaError_in_percent_lower_best(runs):
 
     result = segbench("report", str(runs["even"]), "--metric", "mAreaError", "--sort", "mAreaError")
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith(("| bright |", "| fcn |"))]
-    assert [row.split("|")[1].strip() for row in rows[:2]] == ["bright", "fcn"]  # the lower error first
+    # the plugin's model records no `trained`: marked "?" (not known whether trained)
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| bright? |", "| fcn |"))]
+    assert [row.split("|")[1].strip() for row in rows[:2]] == ["bright?", "fcn"]  # the lower error first
     assert f"**{100 * summary.loc['bright', 'mAreaError']:.2f}**" in rows[0]  # in %, and the best
 
 
@@ -260,3 +265,27 @@ def test_installing_a_plugin_redoes_no_cell(tmp_path):
     again = segbench("run", str(suite), "--run-dir", str(run_dir))  # now with the plugin installed
     assert again.returncode == 0, again.stderr
     assert "fcn__shapes: complete in this run folder, skipped" in again.stderr
+
+
+def test_eval_fills_the_field_the_plugin_registration_names(tmp_path):
+    """`segbench eval --model threshold:REF`: REF fills `thresholds`, as the plugin's registration says; the
+    stripes dataset takes no REF, and --num-classes goes to both configs, which both have the field."""
+    run_dir = tmp_path / "run"
+    result = segbench("eval", "--model", "threshold:" + ",".join(map(str, SKEWED)), "--dataset", "stripes",
+                      "--num-classes", str(NUM_CLASSES), "--device", "cpu", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(next((run_dir / "cells").glob("*__stripes/cell.json")).read_text())
+    assert record["provenance"]["thresholds"] == SKEWED
+    data = stripes_data(tmp_path, {"num_classes": NUM_CLASSES})  # the type's defaults otherwise
+    assert len(data["ids"]) == 8
+    labelled = data["labels"] != IGNORE
+    predicted = np.stack([threshold_reference(image, SKEWED) for image in data["images"]])
+    expected = np.count_nonzero((predicted == data["labels"]) & labelled) / np.count_nonzero(labelled)
+    assert pd.read_parquet(run_dir / "summary.parquet")["aAcc"].tolist() == [pytest.approx(expected, rel=1e-12)]
+
+    wrong = segbench("eval", "--model", "threshold:" + ",".join(map(str, SKEWED)), "--dataset", "stripes:data",
+                     "--num-classes", str(NUM_CLASSES), "--run-dir", str(tmp_path / "wrong"))
+    assert wrong.returncode == 2
+    assert ("--dataset 'stripes:data': type 'stripes' takes no REF, write --dataset stripes; the types that take "
+            "one: ade20k, cityscapes, folder, pascal_voc") in " ".join(wrong.stderr.split())
+    assert not (tmp_path / "wrong").exists()

@@ -2,9 +2,11 @@
 
 import html
 import io
+import json
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ import segbench
 from segbench.api import execute
 from segbench.cli import app
 from segbench.errors import UserError
-from segbench.report import (HEATMAP_CLASSES, ReportOptions, conventions, latex_escape, leaderboard,
+from segbench.report import (HEATMAP_CLASSES, ReportOptions, axis_label, conventions, latex_escape, leaderboard,
                              leaderboard_long, merge_runs, pareto_front, published_table, render,
                              results_catalogue, top_confusions)
 
@@ -158,7 +160,9 @@ def test_latex_compiles(two_models, tmp_path):
 def test_markdown_marks_best_and_ties(two_models):
     text = render(two_models, "md", ReportOptions(metrics=["mIoU"], ci=True, resamples=300))
     row = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert "**" in row["good"] and "†" in row["near_good"] and "**" not in row["bad"] and "†" not in row["bad"]
+    assert "**" in row["good"] and "‡" in row["near_good"] and "**" not in row["bad"] and "‡" not in row["bad"]
+    assert "‡: not significantly different from the best" in text
+    assert "†" not in text  # † marks untrained models
     assert "### Per-class IoU (%): city" in text and "### Per-class IoU (%): ade_20k" in text
     assert "Published" not in text
 
@@ -180,7 +184,7 @@ def test_html_is_one_self_contained_file(two_models, tmp_path):
     sources = re.findall(r'src="([^"]*)"', text)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert len(sources) == 1 + 2  # the scatter for the dataset with latencies, a bar chart per dataset
-    assert "<b>" in text and "<sup>†</sup>" in text
+    assert "<b>" in text and "<sup>‡</sup>" in text
 
 
 def test_html_says_when_there_is_no_latency(tmp_path, fake_runs):
@@ -404,3 +408,136 @@ def test_html_has_the_reliability_diagram(tmp_path, fake_runs):
     merged = merge_runs([run, other])
     assert sorted(merged.calibration["model"].unique()) == ["a", "b"] and len(merged.calibration) == 2 * 15
     assert "<h2>Reliability: d</h2>" in render(merged, "html")
+
+
+# ---------------------------------------------------------------- issue 15: reports users can trust
+
+def test_report_refuses_runs_of_different_data_of_one_dataset_name_unless_allowed(tmp_path, nets):
+    def run_of(name: str, model: dict, images: int) -> str:
+        suite = models_suite([model])
+        suite["datasets"][0]["num_images"] = images
+        return str(segbench.run(suite, run_dir=tmp_path / name))
+
+    large, small = run_of("large", GOOD, 3), run_of("small", {**GOOD, "name": "other"}, 2)
+    command = [sys.executable, "-m", "segbench", "report", large, small]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stdout == "" and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert f"dataset 'shapes' holds different data in the runs merged: 3 images in run {large}, 2 in run " \
+           f"{small}; fingerprint " in refused.stderr
+    assert "Give --allow-different-data" in refused.stderr
+    allowed = subprocess.run(command + ["--allow-different-data"], capture_output=True, text=True, timeout=300)
+    assert allowed.returncode == 0, allowed.stderr
+    prints = [json.loads((tmp_path / name / "cells" / cell / "cell.json").read_text())["dataset_fingerprint"]
+              for name, cell in (("large", "good__shapes"), ("small", "other__shapes"))]
+    header = next(line for line in allowed.stdout.splitlines() if line.startswith("| model |"))
+    assert f"| shapes (3 images, data {prints[0][:6]})/mIoU |" in header
+    assert f"| shapes (2 images, data {prints[1][:6]})/mIoU |" in header
+    rows = [line for line in allowed.stdout.splitlines() if line.startswith(("| good", "| other"))]
+    assert len(rows) == 2 and not any("**" in row for row in rows)  # no best across different data
+
+
+def test_report_refuses_runs_of_one_dataset_with_different_metric_options(tmp_path, fake_runs):
+    plain = segbench.load(fake_runs.write(tmp_path / "plain", {("a", "d"): fake_runs.confusions(0, 5)}))
+    other = fake_runs.write(tmp_path / "other", {("b", "d"): fake_runs.confusions(1, 5)},
+                            options={"accuracy": {"num_classes": 4, "ignore_index": 0}})
+    with pytest.raises(UserError, match=f"dataset 'd' was evaluated with different metric options in the runs "
+                                        f"merged: accuracy.ignore_index: run {plain.root} 255, run {other} 0"):
+        merge_runs([plain, segbench.load(other)])
+
+
+@pytest.fixture
+def trained_or_not(tmp_path, fake_runs):
+    """good (trained), rnd (random weights) and custom (not known whether trained) on one dataset."""
+    cells = {(model, "d"): fake_runs.confusions(i, 5, accuracy=accuracy)
+             for i, (model, accuracy) in enumerate((("good", 0.9), ("rnd", 0.3), ("custom", 0.6)))}
+    extra = {("good", "d"): {"trained": True}, ("rnd", "d"): {"trained": False},
+             ("custom", "d"): {"trained": None}}
+    return segbench.load(fake_runs.write(tmp_path / "run", cells, extra=extra))
+
+
+LEGEND = "† random weights: not a trained model; ? not known whether trained"
+
+
+def test_models_not_known_to_be_trained_are_marked_in_every_format(trained_or_not):
+    md = render(trained_or_not, "md")
+    names = [line.split(" | ")[0].strip("| ") for line in md.splitlines() if line.startswith("| ")]
+    assert names[:4] == ["model", "good", "custom?", "rnd†"] and LEGEND in md
+    assert "| class | good | custom? | rnd† |" in md  # the per-class table
+    page = render(trained_or_not, "html")
+    assert "<td>rnd†</td>" in page and "<td>custom?</td>" in page and "<td>good</td>" in page
+    assert html.escape(LEGEND) in page
+    tex = render(trained_or_not, "tex")
+    assert r"rnd$^\dagger$ &" in tex and "custom? &" in tex and r"$^\dagger$ random weights" in tex
+    table = pd.read_csv(io.StringIO(render(trained_or_not, "csv")), index_col="model")
+    assert table["trained"].to_dict() == {"good": "True", "custom": "unknown", "rnd": "False"}
+
+
+def test_the_terminal_leaderboard_marks_models_not_known_to_be_trained(trained_or_not):
+    from rich.console import Console
+
+    from segbench.cli import leaderboard_table
+
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table(trained_or_not))
+    text = console.export_text()
+    names = [line.split("│")[2].strip() for line in text.splitlines() if line.startswith("│")]
+    assert names == ["good", "custom?", "rnd†"] and LEGEND in " ".join(text.split())
+
+
+@pytest.fixture
+def timed(tmp_path, fake_runs):
+    """Two models with efficiency figures: steady (p90/p50 = 1.2) and noisy (p90/p50 = 2.0)."""
+    cells = {(model, "d"): fake_runs.confusions(i, 5) for i, model in enumerate(("steady", "noisy"))}
+    extra = {("steady", "d"): {"latency_ms_p50": 10.0, "latency_ms_p90": 12.0, "params": 315954,
+                               "gflops_per_image": 1.5, "throughput_images_per_sec": 100.0},
+             ("noisy", "d"): {"latency_ms_p50": 10.0, "latency_ms_p90": 20.0, "params": 25_000_000,
+                              "gflops_per_image": 3.0, "throughput_images_per_sec": 50.0}}
+    return segbench.load(fake_runs.write(tmp_path / "run", cells, extra=extra))
+
+
+def test_efficiency_is_shown_in_human_units_with_its_spread(timed):
+    md = render(timed, "md")
+    header = next(line for line in md.splitlines() if line.startswith("| model |"))
+    assert "| latency_ms_p50 [ms] | p90/p50 | throughput_images_per_sec [images/s] | gflops_per_image [GFLOPs] " \
+           "| params [M] |" in header
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["steady"].endswith("| 10.00 | 1.20 | **100.00** | **1.50** | **0.32** |")
+    assert rows["noisy"].endswith("| 10.00 | 2.00 | 50.00 | 3.00 | 25.00 |")
+    warnings = [line for line in md.splitlines() if "noisy" in line and line.startswith("- Warning")]
+    assert warnings == ["- Warning: latency_ms_p50 of noisy on d was timed with a spread p90/p50 of 2.00 (above "
+                        "1.5): the timing was noisy (a busy machine, or too few iterations); measure it again "
+                        "before comparing"]
+    convention = "GFLOPs count 2 FLOPs per multiply-add: twice the figure of mmseg's get_flops"
+    assert convention in md.split("\n\n")[1]  # the legend
+    assert latex_escape(convention) in render(timed, "tex").split(r"\caption{")[1].split("}\n")[0]
+    table = pd.read_csv(io.StringIO(render(timed, "csv")), index_col="model")
+    assert table.loc["steady", "d/params"] == 0.32 and table.loc["noisy", "d/latency_ms_p50_spread"] == 2.0
+
+
+def test_the_terminal_leaderboard_has_an_efficiency_table_in_human_units(timed):
+    from rich.console import Console
+
+    from segbench.cli import leaderboard_table
+
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table(timed))
+    text = console.export_text()
+    headers = [[c.strip() for c in line.strip("┃").split("┃")]
+               for line in text.splitlines() if line.startswith("┃")]
+    assert headers[1] == ["dataset", "model", "latency_ms_p50 [ms]", "p90/p50", "throughput_images_per_sec "
+                          "[images/s]", "gflops_per_image [GFLOPs]", "params [M]"]
+    rows = {cells[1]: cells[2:] for line in text.splitlines() if line.startswith("│")
+            for cells in [[c.strip() for c in line.strip("│").split("│")]] if "latency" not in cells}
+    assert ["10.00", "1.20", "100.00", "1.50", "0.32"] in rows.values()
+    text = " ".join(text.split())
+    assert "twice the figure of mmseg's get_flops" in text and "spread p90/p50 of 2.00" in text
+
+
+def test_unmeasured_figures_are_not_shown_and_plots_name_their_axes(tmp_path, fake_runs):
+    cells = {("a", "d"): fake_runs.confusions(0, 4), ("b", "d"): fake_runs.confusions(1, 4)}
+    extra = {("a", "d"): {"latency_ms_p50": np.nan}, ("b", "d"): {"latency_ms_p50": np.nan}}
+    run = segbench.load(fake_runs.write(tmp_path / "run", cells, extra=extra))
+    assert "latency_ms_p50" not in set(leaderboard_long(run)["metric"])
+    latency = results_catalogue(run).get("latency_ms_p50")
+    assert axis_label(latency) == "median latency of one batch, end to end (latency_ms_p50, ms)"

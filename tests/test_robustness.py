@@ -169,3 +169,41 @@ def test_bad_sections_are_one_error_and_write_nothing(tmp_path, section, field, 
     assert process.returncode == 2
     assert expected in process.stderr and field in process.stderr and "Traceback" not in process.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_check_keys_rows_by_corruption_and_severity(runs, tmp_path):
+    from segbench.check import check
+
+    _, run = runs
+    execute(corrupted({"seed": 1}), run_dir=tmp_path / "reseeded")
+    result = check(run, segbench.load(tmp_path / "reseeded"), metrics=["mIoU"], tolerance=100)
+    table = result.table.set_index(["model", "dataset"])["change"]
+    assert sorted(set(result.table["dataset"])) == sorted(
+        ["shapes"] + [f"shapes:{n}:{s}" for n in NAMES for s in SEVERITIES])
+    assert len(table) == 2 * 5 and table[("fcn", "shapes")] == 0  # clean rows are not corrupted: unchanged
+    miou = run.summary.set_index(["model", "corruption", "severity"])["mIoU"]
+    reseeded = segbench.load(tmp_path / "reseeded").summary.set_index(["model", "corruption", "severity"])["mIoU"]
+    key = ("unet", "gaussian_noise", 3)
+    assert table[("unet", "shapes:gaussian_noise:3")] == pytest.approx(100 * (reseeded[key] - miou[key]))
+
+
+def test_galleries_show_the_clean_predictions(tmp_path):
+    from segbench.gallery import open_source
+
+    execute(suite(save_predictions=True, models=[{"name": "fcn", "type": "builtin", "arch": "fcn"}],
+                  corruptions={"names": ["fog"], "severities": [2]}), run_dir=tmp_path / "run")
+    source = open_source(segbench.load(tmp_path / "run"))
+    assert source.models == ["fcn"]
+    assert source.predictions["fcn"] == tmp_path / "run" / "cells" / "fcn__shapes" / "predictions"
+
+
+def test_merged_runs_keep_each_models_clean_and_corrupted_rows_together(runs):
+    from segbench.report import merge_runs
+
+    clean, run = runs
+    merged = merge_runs([run, clean], prefer="last")  # the clean run's cells win: no corrupted rows left
+    assert set(merged.summary["corruption"]) == {"none"} and merged.robustness.empty
+    merged = merge_runs([clean, run], prefer="last")
+    pd.testing.assert_frame_equal(merged.summary, run.summary)
+    pd.testing.assert_frame_equal(merged.robustness, run.robustness)
+    assert sorted(entry["model"] for entry in merged.manifest["cells"].values()) == ["fcn", "unet"]

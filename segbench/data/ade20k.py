@@ -56,6 +56,6 @@ class ADE20KDatasetConfig(DatasetBase):
     split: str = "validation"
 
 
-@register_dataset("ade20k", config=ADE20KDatasetConfig)
+@register_dataset("ade20k", config=ADE20KDatasetConfig, eval_ref="root")
 def build_ade20k(cfg: ADE20KDatasetConfig) -> ADE20KDataset:
     return ADE20KDataset(cfg.name, cfg.root, cfg.split)

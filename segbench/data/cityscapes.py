@@ -84,6 +84,6 @@ class CityscapesDatasetConfig(DatasetBase):
     split: str = "val"
 
 
-@register_dataset("cityscapes", config=CityscapesDatasetConfig)
+@register_dataset("cityscapes", config=CityscapesDatasetConfig, eval_ref="root")
 def build_cityscapes(cfg: CityscapesDatasetConfig) -> CityscapesDataset:
     return CityscapesDataset(cfg.name, cfg.root, cfg.split)

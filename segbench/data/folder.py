@@ -100,7 +100,7 @@ class FolderDatasetConfig(DatasetBase):
         return self
 
 
-@register_dataset("folder", config=FolderDatasetConfig)
+@register_dataset("folder", config=FolderDatasetConfig, eval_ref="root")
 def build_folder(cfg: FolderDatasetConfig) -> FolderDataset:
     return FolderDataset(name=cfg.name, root=Path(cfg.root), num_classes=cfg.num_classes,
                          ignore_index=cfg.ignore_index, class_names=cfg.class_names)

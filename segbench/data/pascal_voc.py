@@ -45,6 +45,6 @@ class PascalVOCDatasetConfig(DatasetBase):
     split: str = "val"
 
 
-@register_dataset("pascal_voc", config=PascalVOCDatasetConfig)
+@register_dataset("pascal_voc", config=PascalVOCDatasetConfig, eval_ref="root")
 def build_pascal_voc(cfg: PascalVOCDatasetConfig) -> PascalVOCDataset:
     return PascalVOCDataset(cfg.name, cfg.root, cfg.split)

@@ -225,7 +225,7 @@ def check_onnx(cfg: OnnxModelConfig) -> None:
                         f"{', '.join(available)}", field="providers")
 
 
-@register_model("onnx", config=OnnxModelConfig, check=check_onnx,
+@register_model("onnx", config=OnnxModelConfig, check=check_onnx, eval_ref="path",
                 describe="an ONNX file run by ONNX Runtime (pip install 'segbench[onnx]')")
 def build_onnx(cfg: OnnxModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     providers = cfg.providers or default_providers(device)
@@ -278,7 +278,7 @@ def check_torchscript(cfg: TorchScriptModelConfig) -> None:
     check_input_shape(shape, cfg)
 
 
-@register_model("torchscript", config=TorchScriptModelConfig, check=check_torchscript,
+@register_model("torchscript", config=TorchScriptModelConfig, check=check_torchscript, eval_ref="path",
                 describe="a torch.jit.save file, or a torch.export program (.pt2)")
 def build_torchscript(cfg: TorchScriptModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     graph, shape, file_format = load_torchscript(cfg.path, device)

@@ -291,7 +291,7 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
 
 
-@register_model("hf", config=HFModelConfig, check=check_model,
+@register_model("hf", config=HFModelConfig, check=check_model, eval_ref="path",
                 describe="Hugging Face transformers models from a local save_pretrained folder")
 def build_hf(cfg: HFModelConfig, info: DatasetInfo, device: torch.device) -> HFAdapter:
     return HFAdapter(cfg, info, device)

@@ -316,6 +316,7 @@ class MMSegModelConfig(ModelBase):
         return config + ([] if self.checkpoint is None else [self.checkpoint])
 
 
-@register_model("mmseg", config=MMSegModelConfig, check=check_model)
+@register_model("mmseg", config=MMSegModelConfig, check=check_model, eval_ref="config",
+                eval_checkpoint="checkpoint")
 def build_mmseg(cfg: MMSegModelConfig, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
     return MMSegAdapter(cfg, info, device)

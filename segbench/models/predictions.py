@@ -74,7 +74,7 @@ class PredictionsModelConfig(ModelBase):
         return [Path(self.root.replace("{dataset}", dataset))]
 
 
-@register_model("predictions", config=PredictionsModelConfig)
+@register_model("predictions", config=PredictionsModelConfig, eval_ref="root")
 def build_predictions(cfg: PredictionsModelConfig, info: DatasetInfo, device: torch.device) -> PredictionsAdapter:
     template = str(cfg.root)
     root = Path(template.replace(DATASET_PLACEHOLDER, info.name))

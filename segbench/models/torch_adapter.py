@@ -119,7 +119,7 @@ class BuiltinModelConfig(ModelBase):
         return [] if self.weights in ("demo", "random") else [Path(self.weights)]
 
 
-@register_model("builtin", config=BuiltinModelConfig,
+@register_model("builtin", config=BuiltinModelConfig, eval_ref="arch", eval_checkpoint="weights",
                 describe="segbench's own nets: " + ", ".join(sorted(ARCHS)))
 def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     if cfg.weights == "demo":
@@ -199,7 +199,8 @@ def _factory(cfg: PythonModelConfig) -> Any:
     return import_factory(cfg.factory, cfg._suite_folder)
 
 
-@register_model("python", config=PythonModelConfig, check=_factory)
+@register_model("python", config=PythonModelConfig, check=_factory, eval_ref="factory",
+                eval_checkpoint="checkpoint")
 def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     net = _factory(cfg)(**cfg.kwargs)
     if not isinstance(net, nn.Module):

@@ -1,6 +1,7 @@
 """Exported models (`onnx`, `torchscript`): the same predictions as the eager net, fixed input sizes, bad input."""
 
 import json
+import math
 import subprocess
 import sys
 import warnings
@@ -236,6 +237,10 @@ def test_the_profiler_times_the_session_run(tmp_path, nets):
     row = segbench.load(tmp_path / "run").summary.iloc[0]
     assert row["model_efficiency_status"] == "ok" and row["efficiency_status"] == "ok"
     assert row["model_latency_ms_p50"] > 0 and row["latency_ms_p50"] > 0
+    # ONNX Runtime holds the weights: torch sees no parameter and no operator, so no figure rather than 0
+    assert math.isnan(row["params"]) and math.isnan(row["gflops_per_image"])
+    notes = set(segbench.load(tmp_path / "run").efficiency["note"])
+    assert notes == {"the network's weights are not torch's (e.g. ONNX Runtime's): params and FLOPs not counted"}
 
 
 def test_segbench_imports_no_onnxruntime():

@@ -3,6 +3,10 @@
 A pixel's brightness is the mean of its R, G and B values; its class is the
 number of ``thresholds`` at or below that brightness. Without thresholds, the
 ``num_classes - 1`` thresholds split 0..255 into equal parts.
+
+Its registration names ``thresholds`` as the field that ``segbench eval --model
+threshold:REF`` fills: ``segbench eval --model threshold:60,120,180
+--num-classes 4 --dataset stripes``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from segbench.config import ModelBase
 from segbench.models.base import ModelAdapter
@@ -40,6 +44,16 @@ class ThresholdConfig(ModelBase):
     thresholds: list[float] | None = None
     """``num_classes - 1`` increasing brightness levels in [0, 255]; None: equal parts of 0..255."""
 
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``segbench eval --model threshold:60,120,180`` gives the thresholds as one string of numbers;
+        any other string is left for pydantic to refuse as no list."""
+        try:
+            return [float(part) for part in value.split(",")] if isinstance(value, str) else value
+        except ValueError:
+            return value
+
     @model_validator(mode="after")
     def _one_threshold_between_classes(self) -> "ThresholdConfig":
         if self.thresholds is not None:
@@ -56,6 +70,7 @@ class ThresholdConfig(ModelBase):
         return [255 * k / self.num_classes for k in range(1, self.num_classes)]
 
 
-@register_model("threshold", config=ThresholdConfig, describe="class from brightness; needs no weights")
+@register_model("threshold", config=ThresholdConfig, describe="class from brightness; needs no weights",
+                eval_ref="thresholds")
 def build_threshold(cfg: ThresholdConfig, info: DatasetInfo, device: torch.device) -> ThresholdAdapter:
     return ThresholdAdapter(cfg.levels(), device)
