@@ -477,6 +477,9 @@ def show(
     full_max: Optional[int] = typer.Option(None, min=64, help="Bound the longer side of the pictures a click "
                                            "shows (default: full size). Full-size photographs are most of a "
                                            "gallery's size: about 0.5 MB each at 2048x1024."),
+    allow_different_data: bool = typer.Option(
+        False, "--allow-different-data", help="As for report: show run folders whose data of one dataset name "
+        "differ side by side, each dataset labelled with its data, instead of refusing them."),
 ) -> None:
     """A gallery of image, ground truth, each model's prediction and its error map, with per-image figures.
 
@@ -495,7 +498,8 @@ def show(
     from segbench.store import load
 
     try:
-        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value)
+        results = merge_runs([load(path) for path in run_dirs], prefer=prefer.value,
+                             allow_different_data=allow_different_data)
         with Progress(TextColumn("gallery rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console, transient=True) as bar:
             task = bar.add_task("rows", total=None)

@@ -437,6 +437,24 @@ def test_report_refuses_runs_of_different_data_of_one_dataset_name_unless_allowe
     assert len(rows) == 2 and not any("**" in row for row in rows)  # no best across different data
 
 
+def test_show_refuses_runs_of_different_data_unless_allowed(tmp_path, nets):
+    runs = []
+    for name, images in (("large", 3), ("small", 2)):
+        suite = models_suite([{**GOOD, "name": name, "save_predictions": True}])
+        suite["datasets"][0]["num_images"] = images
+        runs.append(str(segbench.run(suite, run_dir=tmp_path / name)))
+    command = [sys.executable, "-m", "segbench", "show", *runs, "--out", str(tmp_path / "g.html")]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Give --allow-different-data" in refused.stderr
+    fingerprint = json.loads((tmp_path / "small" / "cells" / "small__shapes" / "cell.json").read_text())[
+        "dataset_fingerprint"]
+    allowed = subprocess.run(command + ["--allow-different-data", "--dataset",
+                                        f"shapes (2 images, data {fingerprint[:6]})"],
+                             capture_output=True, text=True, timeout=300)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "small" in (tmp_path / "g.html").read_text()
+
+
 def test_report_refuses_runs_of_one_dataset_with_different_metric_options(tmp_path, fake_runs):
     plain = segbench.load(fake_runs.write(tmp_path / "plain", {("a", "d"): fake_runs.confusions(0, 5)}))
     other = fake_runs.write(tmp_path / "other", {("b", "d"): fake_runs.confusions(1, 5)},
