@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from textwrap import dedent
 
 import pandas as pd
@@ -93,22 +94,23 @@ def test_failing_cell_exits_1_and_keeps_the_others(tmp_path, nets):
         "fcn__shapes": "complete", "unet__shapes": "complete", "bad__shapes": "failed"}
 
 
-def test_killed_run_resumes_without_half_written_files(tmp_path, nets):
+def slow_run(tmp_path: Path, images: int, seconds: dict[str, float], **pipes: Any) -> tuple[Path, subprocess.Popen]:
+    """A suite of `tiny_nets:slow` models (name -> seconds per image) and `segbench run` of it, started."""
     suite = tmp_path / "slow.yaml"
-    suite.write_text(dedent("""\
-        name: slow
-        device: cpu
-        batch_size: 1
-        num_workers: 0
-        datasets:
-          - {name: shapes, type: synthetic, num_images: 6, height: 16, width: 16}
-        models:
-          - {name: first, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.05}, num_classes: 6}
-          - {name: second, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.5}, num_classes: 6}
-        """))
+    models = "".join(f'  - {{name: {name}, type: python, factory: "tiny_nets:slow", '
+                     f'kwargs: {{num_classes: 6, seconds: {wait}}}, num_classes: 6}}\n'
+                     for name, wait in seconds.items())
+    suite.write_text("name: slow\ndevice: cpu\nbatch_size: 1\nnum_workers: 0\ndatasets:\n"
+                     f"  - {{name: shapes, type: synthetic, num_images: {images}, height: 16, width: 16}}\n"
+                     f"models:\n{models}")
+    command = [sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / "run")]
+    return suite, subprocess.Popen(command, env=os.environ, **pipes)
+
+
+def test_killed_run_resumes_without_half_written_files(tmp_path, nets):
+    suite, process = slow_run(tmp_path, 6, {"first": 0.05, "second": 0.5},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(run_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
     first = run_dir / "cells" / "first__shapes" / "cell.json"
     deadline = time.monotonic() + 120
     while not first.is_file() and time.monotonic() < deadline:
@@ -142,20 +144,8 @@ def _cell_status(manifest: Path, cell: str) -> str | None:
 
 
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, nets):
-    suite = tmp_path / "slow.yaml"
-    suite.write_text(dedent("""\
-        name: slow
-        device: cpu
-        batch_size: 1
-        num_workers: 0
-        datasets:
-          - {name: shapes, type: synthetic, num_images: 20, height: 16, width: 16}
-        models:
-          - {name: slow, type: python, factory: "tiny_nets:slow", kwargs: {num_classes: 6, seconds: 0.5}, num_classes: 6}
-        """))
+    _, process = slow_run(tmp_path, 20, {"slow": 0.5}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(run_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
     manifest = run_dir / "manifest.json"
     deadline = time.monotonic() + 120
     while _cell_status(manifest, "slow__shapes") != "running" and time.monotonic() < deadline:
