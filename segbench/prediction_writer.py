@@ -15,7 +15,6 @@ import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from segbench.atomic import temporary_folder
@@ -32,9 +31,12 @@ _DONE = None
 class PredictionWriter:
     """Writes ``<folder>/<image id>.png``, the names the ``predictions`` model type reads.
 
-    ``submit`` copies the prediction to the CPU and queues it; THREADS threads
-    encode and write the PNGs. An error of a thread is raised by the next
-    ``submit`` or by ``close``, so it fails the cell instead of being lost.
+    ``submit`` queues the prediction; THREADS threads copy it to the CPU as
+    uint8 (int32 beyond 256 classes), encode and write the PNGs, so the
+    evaluating thread spends nothing on it. The prediction must not change
+    after ``submit`` (the runner's never do). An error of a thread is raised
+    by the next ``submit`` or by ``close``, so it fails the cell instead of
+    being lost.
     """
 
     def __init__(self, parent: Path | None, cell_id: str, palette: list[tuple[int, int, int]]) -> None:
@@ -52,8 +54,7 @@ class PredictionWriter:
     def submit(self, image_id: str, prediction: torch.Tensor) -> None:
         """Queue one HxW prediction of class indices (any device); waits while the queue is full."""
         self._raise_error()
-        dtype = torch.uint8 if self.palette is not None else torch.int32
-        self._queue.put((image_id, prediction.detach().to("cpu", dtype, copy=True).numpy()))
+        self._queue.put((image_id, prediction.detach()))
 
     def close(self) -> Path:
         """Wait until every queued prediction is written; the folder, or the writer's error."""
@@ -85,10 +86,11 @@ class PredictionWriter:
                 except BaseException as error:  # raised in the evaluating thread by submit/close
                     self._error = error
 
-    def _write(self, image_id: str, prediction: np.ndarray) -> None:
+    def _write(self, image_id: str, prediction: torch.Tensor) -> None:
         path = prediction_path(self.folder, image_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_label(path, prediction, self.palette)
+        dtype = torch.uint8 if self.palette is not None else torch.int32
+        write_label(path, prediction.to("cpu", dtype).numpy(), self.palette)
 
 
 def join_folders(folders: list[Path | None]) -> Path | None:

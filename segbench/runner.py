@@ -19,19 +19,22 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from segbench.columns import Column
 from segbench.corruptions import CLEAN, CorruptedDataset, CorruptionCache
-from segbench.data.base import SegDataset
+from segbench.data.base import Sample, SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
 from segbench.environment import device_name, environment, resolve_device
 from segbench.errors import UserError
@@ -197,15 +200,19 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
         shard = Shard(workers={"num_workers": loader_workers(suite.num_workers),
                                "metric_workers": metric_workers(suite.metric_workers, len(metrics))})
         loader = DataLoader(Subset(dataset, indices), batch_size=suite.batch_size,
-                            num_workers=shard.workers["num_workers"], collate_fn=list,
+                            num_workers=shard.workers["num_workers"],
+                            collate_fn=_as_tensors if shard.workers["num_workers"] else list,
                             pin_memory=device.type == "cuda",
                             worker_init_fn=functools.partial(die_with_parent, os.getpid()))
         if cell.save_predictions:
             writer = PredictionWriter(staging, cell.id, info.colours())
         needs = {name: METRICS[name].needs for name in metrics}
-        lanes = MetricLanes(metrics, needs, shard.workers["metric_workers"], cell.id)
+        check = functools.partial(validate_pair, num_classes=info.num_classes, ignore_index=info.ignore_index,
+                                  invalid_labels=cell.dataset.invalid_labels)
+        lanes = MetricLanes(metrics, needs, shard.workers["metric_workers"], cell.id, check)
         reporter.cell_started(cell.id, len(indices))
-        for samples in loader:
+        for loaded in loader:
+            samples = [_as_arrays(sample) for sample in loaded]
             lanes.raise_error()  # a metric thread failed: stop reading and predicting
             images, ids = [s.image for s in samples], [s.id for s in samples]
             if any("confidence" in group for group in needs.values()):
@@ -216,9 +223,6 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
             for i, (sample, prediction) in enumerate(zip(samples, predictions)):
                 label = torch.from_numpy(sample.label).to(device, non_blocking=True)
                 shard.image_ids.append(sample.id)
-                label, shard.invalid[sample.id] = validate_pair(
-                    prediction, label, info.num_classes, info.ignore_index, sample.id,
-                    cell.dataset.invalid_labels)
                 if writer is not None:
                     writer.submit(sample.id, prediction)
                 inputs = {**sample.extras, "confidence": None if confidences is None else confidences[i]}
@@ -226,6 +230,7 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
             lanes.submit(batch)
             reporter.advance(len(samples))
         lanes.close()
+        shard.invalid = lanes.invalid
         if writer is not None:
             shard.predictions = writer.close()
         shard.metrics = {name: portable(metric) for name, metric in metrics.items()}
@@ -236,6 +241,28 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
     except BaseException:  # Ctrl-C: no thread of the cell outlives it
         _stop(writer, lanes)
         raise
+
+
+def _as_tensors(samples: list[Sample]) -> list[Sample]:
+    """The DataLoader workers' collate: arrays as tensors, which leave the worker processes through shared
+    memory instead of being pickled (unpickling a 1024x2048 image, label and instance map cost the main
+    thread about 80 ms). A decoded image is often a read-only array: the tensor only carries it, nothing
+    writes into it, so torch's warning about that is not shown."""
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return [Sample(s.id, tensor(s.image), tensor(s.label), {k: tensor(v) for k, v in s.extras.items()})
+                for s in samples]
+
+
+def _as_arrays(sample: Sample) -> Sample:
+    """A sample of :func:`_as_tensors` with its arrays back (views, no copy); one of a loader without
+    workers as it is."""
+    if isinstance(sample.image, np.ndarray):
+        return sample
+    return Sample(sample.id, sample.image.numpy(), sample.label.numpy(),
+                  {k: v.numpy() for k, v in sample.extras.items()})
 
 
 def _stop(writer: PredictionWriter | None, lanes: MetricLanes | None) -> None:
@@ -290,6 +317,30 @@ def lanes_of(names: list[str], workers: int) -> list[list[str]]:
     return [[name for name in names if name in lane] for lane in lanes]  # the cell's group order
 
 
+class _Pair:
+    """One image's prediction and label for the metric groups; the label is checked (``check``) once, by the
+    first lane that scores the image, the others waiting for it and taking its result or its error."""
+
+    def __init__(self, prediction: torch.Tensor, label: torch.Tensor, image_id: str, inputs: dict[str, Any],
+                 check: Callable[..., tuple[torch.Tensor, int]], invalid: dict[str, int]) -> None:
+        self.prediction, self.image_id, self.inputs = prediction, image_id, inputs
+        self._label, self._check, self._invalid = label, check, invalid
+        self._lock = threading.Lock()
+        self._checked: torch.Tensor | Exception | None = None
+
+    def label(self) -> torch.Tensor:
+        with self._lock:
+            if self._checked is None:
+                try:
+                    self._checked, self._invalid[self.image_id] = self._check(self.prediction, self._label,
+                                                                              image_id=self.image_id)
+                except Exception as error:  # every lane raises it; the first one fails the cell
+                    self._checked = error
+        if isinstance(self._checked, Exception):
+            raise self._checked
+        return self._checked
+
+
 class MetricLanes:
     """The metric groups' updates, on threads beside the forward pass: a bounded pipeline of batches.
 
@@ -297,15 +348,20 @@ class MetricLanes:
     scores each batch's images in order, so every group's state receives the
     images in dataset order and its results are those of the inline loop, to
     the bit, whatever the number of threads. The compiled boundary search
-    and torch's kernels release the GIL. ``workers`` 0: no thread, ``submit``
+    and torch's kernels release the GIL. The check of each (prediction,
+    label) pair (``check``: :func:`validate_pair` with the dataset's
+    settings, keyword ``image_id``) runs there too, once per image, before
+    any group sees it: ``invalid`` holds the label pixels it remapped, per
+    image in dataset order. ``workers`` 0: no thread, ``submit`` checks and
     scores the batch at once. A thread's error is raised by the next
     ``submit`` or ``raise_error`` or by ``close``; ``close`` and ``abort``
     leave no thread running.
     """
 
     def __init__(self, metrics: dict[str, Any], needs: dict[str, tuple[str, ...]], workers: int,
-                 cell_id: str) -> None:
-        self.metrics, self.needs = metrics, needs
+                 cell_id: str, check: Callable[..., tuple[torch.Tensor, int]]) -> None:
+        self.metrics, self.needs, self.check = metrics, needs, check
+        self.invalid: dict[str, int] = {}
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._aborted = threading.Event()
@@ -318,12 +374,14 @@ class MetricLanes:
             thread.start()
 
     def submit(self, batch: list[tuple[torch.Tensor, torch.Tensor, str, dict[str, Any]]]) -> None:
-        """Queue one batch of (prediction, label, image id, inputs); waits while a lane's queue is full."""
+        """Queue one batch of (prediction, label, image id, inputs), labels unchecked; waits while a lane's
+        queue is full."""
         self.raise_error()
+        pairs = [_Pair(*item, self.check, self.invalid) for item in batch]
         if not self._threads:
-            self._score(list(self.metrics), batch)
+            self._score(list(self.metrics), pairs)
         for lane_queue in self._queues:
-            lane_queue.put(batch)
+            lane_queue.put(pairs)
 
     def close(self) -> None:
         """Wait until every queued batch is scored; raise a thread's error."""
@@ -346,17 +404,18 @@ class MetricLanes:
             thread.join()
         self._queues, self._threads = [], []
 
-    def _score(self, lane: list[str], batch: list) -> None:
-        for prediction, label, image_id, inputs in batch:
+    def _score(self, lane: list[str], pairs: list[_Pair]) -> None:
+        for pair in pairs:
+            label = pair.label()
             for name in lane:
-                extra = {need: inputs.get(need) for need in self.needs[name]}
-                self.metrics[name].update(prediction, label, image_id, **extra)
+                extra = {need: pair.inputs.get(need) for need in self.needs[name]}
+                self.metrics[name].update(pair.prediction, label, pair.image_id, **extra)
 
     def _work(self, lane: list[str], lane_queue: queue.Queue) -> None:
-        while (batch := lane_queue.get()) is not _DONE:
+        while (pairs := lane_queue.get()) is not _DONE:
             if self._error is None and not self._aborted.is_set():
                 try:
-                    self._score(lane, batch)
+                    self._score(lane, pairs)
                 except BaseException as error:  # raised in the evaluating thread, failing the cell
                     with self._lock:
                         self._error = self._error or error

@@ -58,6 +58,30 @@ def test_several_writer_threads_write_every_prediction(tmp_path, monkeypatch):
         np.testing.assert_array_equal(read_label(folder / f"{image_id}.png"), values)
 
 
+def test_the_copy_to_the_cpu_runs_on_the_writer_threads(tmp_path):
+    """submit only queues the prediction: the evaluating thread, which feeds the device, copies nothing."""
+    import threading
+
+    class Prediction:  # a tensor that records the threads converting it
+        def __init__(self, values):
+            self.tensor, self.threads = torch.from_numpy(values), []
+
+        def detach(self):
+            return self
+
+        def to(self, *args, **kwargs):
+            self.threads.append(threading.current_thread().name)
+            return self.tensor.to(*args, **kwargs)
+
+    writer = PredictionWriter(tmp_path, "c", [(0, 0, 0), (255, 255, 255), (9, 9, 9)])
+    values = np.array([[0, 1, 2], [2, 1, 0]])
+    prediction = Prediction(values)
+    writer.submit("a", prediction)
+    folder = writer.close()
+    assert len(prediction.threads) == 1 and prediction.threads[0].startswith("predictions-c-")
+    np.testing.assert_array_equal(read_label(folder / "a.png"), values)
+
+
 def test_an_error_in_the_writer_fails_submit_or_close(tmp_path):
     writer = PredictionWriter(tmp_path, "c", [(0, 0, 0)])
     writer.submit("flat", torch.zeros(5, dtype=torch.int64))  # 1-D: write_label refuses it, in the thread

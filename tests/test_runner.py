@@ -459,6 +459,80 @@ def test_results_are_identical_for_any_number_of_metric_workers(tmp_path, nets):
             pd.testing.assert_frame_equal(getattr(results, table), getattr(inline, table), check_exact=True)
 
 
+def _invalid_label_data(root: Path, bad: int) -> dict[str, int]:
+    """Five 12x16 images of 3 classes, labels with ignore pixels and ``bad`` values in some, saved random
+    predictions; the count of ``bad`` label pixels per image."""
+    rng = np.random.default_rng(7)
+    counts = {}
+    for i in range(5):
+        stem = f"im{i}"
+        label = rng.integers(0, 3, (12, 16))
+        label[rng.random((12, 16)) < 0.1] = 255
+        label[i, : 2 * i] = bad  # image i has 2 i of them
+        counts[stem] = 2 * i
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(root / "images" / f"{stem}.png")
+        write_label(root / "labels" / f"{stem}.png", label.astype(np.uint8))
+        write_label(root / "preds" / f"{stem}.png", rng.integers(0, 3, (12, 16)).astype(np.uint8))
+    return counts
+
+
+def _checked_run(tmp_path, monkeypatch, workers, invalid_labels):
+    """The invalid-label data scored on ``workers`` metric threads: (outcome, run folder, threads that checked
+    each pair)."""
+    import threading
+
+    from segbench import runner
+
+    root = tmp_path / "data"
+    for folder in ("images", "labels", "preds"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    counts = _invalid_label_data(root, bad=7)
+    threads = []
+
+    def validate_pair(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    original = runner.validate_pair
+    monkeypatch.setattr(runner, "validate_pair", validate_pair)
+    suite = suite_dict([{"name": "saved", "type": "predictions", "root": str(root / "preds")}],
+                       datasets=[{"name": "mine", "type": "folder", "root": str(root), "num_classes": 3,
+                                  "invalid_labels": invalid_labels}], metric_workers=workers)
+    run_dir = tmp_path / f"run-{workers}-{invalid_labels}"
+    return execute(suite, run_dir=run_dir), run_dir, threads, counts
+
+
+def test_labels_are_checked_on_the_metric_threads_and_results_stay_identical(tmp_path, monkeypatch):
+    import pandas as pd
+
+    runs = {}
+    for workers in (0, 1, 3):
+        outcome, run_dir, threads, counts = _checked_run(tmp_path, monkeypatch, workers, "ignore")
+        assert outcome.ok and len(threads) == 5  # each pair checked once, whatever the number of threads
+        assert all(name.startswith("metrics-") for name in threads) if workers else threads == ["MainThread"] * 5
+        runs[workers] = segbench.load(run_dir)
+        per_image = runs[workers].per_image
+        assert dict(zip(per_image["image_id"], per_image["invalid_label_pixels"])) == counts
+        assert runs[workers].summary["invalid_label_pixels"].iloc[0] == sum(counts.values()) == 20
+    inline = runs[0]
+    for results in runs.values():
+        pd.testing.assert_frame_equal(results.summary.drop(columns="eval_seconds"),
+                                      inline.summary.drop(columns="eval_seconds"), check_exact=True)
+        for table in ("per_class", "per_image", "confusion"):
+            pd.testing.assert_frame_equal(getattr(results, table), getattr(inline, table), check_exact=True)
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_an_invalid_label_checked_on_a_metric_thread_fails_the_cell(tmp_path, monkeypatch, workers):
+    import threading
+
+    before = threading.active_count()
+    outcome, _, threads, _ = _checked_run(tmp_path, monkeypatch, workers, "error")
+    assert outcome.errors["saved__mine"] == ("DataError: image 'im1': label values [7] are outside [0, 3) and "
+                                             "not the ignore index 255")
+    assert threading.active_count() == before
+
+
 def test_changing_metric_workers_redoes_nothing(tmp_path, nets):
     run_dir = tmp_path / "run"
     assert execute(suite_dict([POINTWISE], metric_workers=0), run_dir=run_dir).ok
@@ -556,3 +630,19 @@ def test_groups_that_share_work_share_a_thread():
     lanes = lanes_of(names, 3)
     assert ["boundary", "distance"] in lanes and sorted(sum(lanes, [])) == sorted(names) and len(lanes) == 3
     assert len(lanes_of(names, 10)) == 4
+
+
+def test_samples_leave_the_loader_workers_as_tensors_and_come_back_as_the_same_arrays(recwarn):
+    from segbench.data.base import Sample
+    from segbench.runner import _as_arrays, _as_tensors
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)[:, ::-1]  # a view with a negative stride
+    image.flags.writeable = False  # as a decoded PIL image is
+    label = np.array([[0, 1, 255], [2, 2, 1]], dtype=np.int64)
+    instances = np.array([[0, 26001, 26001], [0, 0, 24000]], dtype=np.int32)
+    (shipped,) = _as_tensors([Sample("a", image, label, {"instances": instances})])
+    assert isinstance(shipped.image, torch.Tensor) and isinstance(shipped.extras["instances"], torch.Tensor)
+    back = _as_arrays(shipped)
+    for before, after in ((image, back.image), (label, back.label), (instances, back.extras["instances"])):
+        assert after.dtype == before.dtype and np.array_equal(after, before)
+    assert back.id == "a" and not [w for w in recwarn if "not writable" in str(w.message)]

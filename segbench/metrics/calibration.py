@@ -66,15 +66,19 @@ def bin_indices(confidence: Tensor, bins: int) -> Tensor:
     return (torch.bucketize(confidence, boundaries, right=True) - 1).clamp_(0, bins - 1)
 
 
-def histogram(confidence: Tensor, correct: Tensor, bins: int) -> Tensor:
-    """3 x bins int64: per bin, pixels, correct pixels, and the sum of confidences in units of 2^-32."""
-    index = bin_indices(confidence, bins)
-    scaled = torch.round(confidence.double() * SCALE).long()
-    out = torch.zeros((3, bins), dtype=torch.int64, device=confidence.device)
-    out[0].scatter_add_(0, index, torch.ones_like(index))
-    out[1].scatter_add_(0, index, correct.long())
-    out[2].scatter_add_(0, index, scaled)
-    return out
+def histogram(confidence: Tensor, correct: Tensor, ignored: Tensor, bins: int) -> Tensor:
+    """3 x bins int64: per bin, labelled pixels, correct ones, and the sum of their confidences (float32) in units
+    of 2^-32.
+
+    Ignored pixels go to an extra bin, dropped at the end, so the whole map is counted by one bincount and
+    summed by one integer ``index_add_``, without masked copies: the update takes 61-120 ms per 1024x2048 image
+    on one thread against 100-199 ms with scatter_add over the labelled pixels' copies (benchmarks/README.md).
+    """
+    index = bin_indices(confidence, bins).masked_fill_(ignored, bins).flatten()
+    counts = torch.bincount(index + (bins + 1) * correct.flatten(), minlength=2 * (bins + 1)).view(2, bins + 1)
+    scaled = torch.round(confidence * SCALE).long().flatten()  # float32 times 2^32 and its rounding are exact
+    sums = torch.zeros(bins + 1, dtype=torch.int64, device=confidence.device).index_add_(0, index, scaled)
+    return torch.stack([counts.sum(dim=0), counts[1], sums])[:, :bins]
 
 
 def bin_figures(pixels: np.ndarray, correct: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +137,7 @@ class CalibrationMetric:
             raise ValueError(f"confidence of shape {tuple(confidence.shape)} for a label of shape "
                              f"{tuple(label.shape)} (image {image_id!r})")
         self.applicable = True
-        keep = label != self.ignore_index
-        counts = histogram(confidence[keep].float(), pred[keep] == label[keep], self.bins).tolist()
+        counts = histogram(confidence.float(), pred == label, label == self.ignore_index, self.bins).tolist()
         for total, image in zip((self.pixels, self.correct, self.sums), counts):
             for b, value in enumerate(image):
                 total[b] += value

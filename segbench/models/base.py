@@ -48,7 +48,13 @@ class ModelAdapter:
 
 
 def require_finite(scores: torch.Tensor, ids: list[str], model: str) -> None:
-    """NaN or inf scores would argmax to class 0 unnoticed: a DataError naming the model and the images."""
+    """NaN or inf scores would argmax to class 0 unnoticed: a DataError naming the model and the images.
+
+    Two reductions answer for the whole batch (NaN and inf carry through max and min); only a batch that
+    holds one is searched image by image: a full isfinite map of 1024x2048x19 scores costs a CPU 0.2-0.5 s.
+    """
+    if bool(torch.isfinite(scores.amax()) & torch.isfinite(scores.amin())):
+        return
     finite = torch.isfinite(scores).flatten(1).all(dim=1)
     if not bool(finite.all()):
         bad = [image_id for image_id, ok in zip(ids, finite.tolist()) if not ok]
