@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`. Both install into .venv on first use.
+# `make demo` (the README's first command) and `make test` (its test command). Both install into .venv on first use.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin

@@ -1,6 +1,6 @@
 """Any dataset mmsegmentation knows, listed by mmseg's own dataset class and labels read by its LoadAnnotations.
 
-This is how COCO-Stuff, Mapillary, LoadDA, Potsdam and the rest work without a
+This is how COCO-Stuff, Mapillary, LoveDA, Potsdam and the rest work without a
 reader of ours: the label encoding (reduce_zero_label, label_map) is mmseg's.
 """
 
