@@ -114,8 +114,16 @@ def efficiency_columns() -> list[Column]:
                       if name == "latency_ms_p50" else None)
                for prefix, scope in (("", "end to end"), ("model_", "the network's forward alone"))
                for name, unit, direction, meaning in _HEADLINE_COLUMNS]
-    return columns + [Column("params", "count", "lower", "parameters of the network", group=EFFICIENCY,
-                             leaderboard=True, shown_unit="M", scale=1e-6)]
+    settings = [Column(prefix + "efficiency_status", "text", "neither",
+                       f"ok, skipped or failed: how the profiling of the {scope} went", group=EFFICIENCY)
+                for prefix, scope in (("", "end-to-end scope"), ("model_", "model scope"))]
+    first = "of the summary's efficiency figures (the first configured)"
+    settings += [Column(name, unit, "neither", meaning, group=EFFICIENCY) for name, unit, meaning in (
+        ("efficiency_device_name", "text", "the device the efficiency figures were measured on"),
+        ("efficiency_batch_size", "count", f"the batch size {first}"),
+        ("efficiency_precision", "text", f"the precision {first}"))]
+    return columns + settings + [Column("params", "count", "lower", "parameters of the network",
+                                        group=EFFICIENCY, leaderboard=True, shown_unit="M", scale=1e-6)]
 
 
 register_columns(EFFICIENCY, efficiency_columns)

@@ -52,8 +52,8 @@ from segbench.version import __version__
 def run_columns() -> list[Column]:
     """The summary's bookkeeping columns, beside the metric groups' and the profiler's figures."""
     return [Column("num_images", "count", "neither", "images evaluated", group="run"),
-            Column("invalid_label_pixels", "count", "lower", "label pixels outside [0, K) mapped to ignore",
-                   group="run"),
+            *(Column("invalid_label_pixels", "count", "lower", "label pixels outside [0, K) mapped to ignore",
+                     table=table, group="run") for table in ("summary", "per_image")),
             Column("trained", "text", "neither", "whether the model had trained weights", group="run"),
             Column("eval_seconds", "s", "neither", "wall time of the cell's evaluation", group="run")]
 

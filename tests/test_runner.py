@@ -646,3 +646,18 @@ def test_samples_leave_the_loader_workers_as_tensors_and_come_back_as_the_same_a
     for before, after in ((image, back.image), (label, back.label), (instances, back.extras["instances"])):
         assert after.dtype == before.dtype and np.array_equal(after, before)
     assert back.id == "a" and not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+def test_every_stored_column_but_the_keys_is_declared(tmp_path):
+    from segbench.report import results_catalogue
+
+    suite = {"name": "t", "device": "cpu", "batch_size": 2, "num_workers": 0,
+             "datasets": [{"name": "shapes", "type": "synthetic", "num_images": 2, "height": 32, "width": 48}],
+             "models": [{"name": "fcn", "type": "builtin", "arch": "fcn"}],
+             "efficiency": {"warmup": 0, "iters": 1}, "metrics": {"calibration": {}}}
+    results = segbench.load(execute(suite, run_dir=tmp_path / "run").run_dir)
+    catalogue = results_catalogue(results)
+    keys = {"model", "dataset", "corruption", "severity", "class_id", "class_name", "image_id"}
+    for table in ("summary", "per_class", "per_image"):
+        undeclared = [c for c in getattr(results, table).columns if c not in keys and catalogue.get(c, table) is None]
+        assert undeclared == [], table

@@ -112,7 +112,8 @@ def distance_columns(options: DistanceOptions) -> list[Column]:
         distance("mHD", f"mean over classes of the {hd}, of the image alone", "per_image"),
         distance(f"m{name}", f"mean over classes of the {robust}, of the image alone", "per_image"),
         Column("HD_one_sided", "count", "lower", one_sided, group="distance"),
-        Column("HD_one_sided", "count", "lower", one_sided, table="per_class", group="distance"),
+        *(Column("HD_one_sided", "count", "lower", one_sided, table=table, group="distance")
+          for table in ("per_class", "per_image")),
         Column("HD_images", "count", "neither", "images where the class was evaluated", table="per_class",
                group="distance"),
     ]
