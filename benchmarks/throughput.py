@@ -11,7 +11,7 @@ Cityscapes' layout (leftImg8bit, gtFine labelTrainIds and instanceIds), so
 decoding is real and the ``cityscapes`` group applies. Metric groups: every
 default group (accuracy, boundary, distance, fine_grained, cityscapes), and
 ``calibration`` with ``--calibration`` (then the adapter also computes the
-softmax confidence).
+top-label confidence).
 
 First, in this process on one thread, the per-image CPU work of segbench
 is measured part by part on the first ``--probe-images`` images (each part
@@ -69,7 +69,7 @@ from segbench.data.cityscapes import ID_TO_TRAIN_ID, CityscapesDataset
 from segbench.data.classes import CITYSCAPES_PALETTE
 from segbench.images import write_label
 from segbench.metrics.checks import validate_pair
-from segbench.models.base import require_finite
+from segbench.models.base import require_finite, top_probability
 from segbench.models.inference import _resize
 from segbench.models.torch_adapter import TorchAdapter
 from segbench.registry import METRICS
@@ -226,8 +226,7 @@ def _probe_image(dataset: CityscapesDataset, adapter: TorchAdapter, index: int, 
     times["argmax"], prediction = _seconds(lambda: scores.argmax(dim=1)[0])
     confidence = None
     if calibration:
-        times["softmax confidence"], confidence = _seconds(
-            lambda: scores.float().softmax(dim=1).gather(1, prediction[None, None])[0, 0])
+        times["top-label confidence"], confidence = _seconds(lambda: top_probability(scores)[0])
     times["label to tensor, validate_pair"], (label, _) = _seconds(lambda: validate_pair(
         prediction, torch.from_numpy(sample.label), NUM_CLASSES, 255, sample.id))
     inputs = {**sample.extras, "confidence": confidence}

@@ -17,7 +17,7 @@ from segbench.config import (IMAGENET_MEAN, IMAGENET_STD, InferenceConfig, Model
                              reject_url, resolve_path)
 from segbench.types import DatasetInfo
 from segbench.errors import UserError
-from segbench.models.base import ModelAdapter, require_finite, with_confidence_one_at_a_time
+from segbench.models.base import ModelAdapter, require_finite, top_probability, with_confidence_one_at_a_time
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_state_dict
 from segbench.models.inference import segment
@@ -71,8 +71,7 @@ class TorchAdapter(ModelAdapter):
         scores = self._scores(images, ids)
         predictions = scores.argmax(dim=1)
         tta = self.inference.scales != [1.0] or self.inference.flip
-        probabilities = scores.float() if tta else scores.float().softmax(dim=1)
-        confidence = probabilities.gather(1, predictions[:, None])[:, 0]
+        confidence = scores.float().gather(1, predictions[:, None])[:, 0] if tta else top_probability(scores)
         return list(predictions), list(confidence)
 
     def forward_inputs(self, images: list[np.ndarray]) -> tuple[nn.Module, tuple[torch.Tensor]]:

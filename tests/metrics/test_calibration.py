@@ -260,3 +260,14 @@ def test_mmseg_confidence_is_the_probability_the_prediction_came_from(tmp_path, 
         data = pseudo_collate([adapter.pipeline({"img": np.ascontiguousarray(images[0][..., ::-1])})])
         logits = adapter.model.test_step(data)[0].seg_logits.data
         torch.testing.assert_close(confidences[0], logits.softmax(0).max(0).values)
+
+
+def test_the_top_probability_is_the_softmax_of_the_argmax_class() -> None:
+    from segbench.models.base import top_probability
+
+    logits = torch.randn(2, 19, 8, 12, generator=torch.Generator().manual_seed(0)) * 5
+    expected = logits.softmax(dim=1).amax(dim=1)
+    torch.testing.assert_close(top_probability(logits), expected, rtol=1e-6, atol=1e-7)
+    # ties: two equal best classes share the mass; huge logits do not overflow
+    assert top_probability(torch.tensor([[[[1.0]], [[1.0]]]])).item() == 0.5
+    assert top_probability(torch.tensor([[[[1e4]], [[0.0]]]])).item() == 1.0
