@@ -42,9 +42,9 @@ from segbench.columns import Catalogue, Column
 from segbench.errors import UserError
 from segbench.images import read_label
 from segbench.models.predictions import prediction_path
-from segbench.report import cell_records, default_metrics, results_catalogue
+from segbench.report import cell_records, complete_cells, default_metrics, results_catalogue
 from segbench.stats import bootstrappable, paired_test
-from segbench.store import RunResults, RunStore, data_difference, option_differences
+from segbench.store import RunResults, data_difference, option_differences
 
 RATIO_UNITS = frozenset({"ms", "s", "MiB", "GFLOPs", "images/s"})  # compared as candidate / baseline
 PIXEL_TOLERANCE = 1.0  # the default limit of figures in px
@@ -205,14 +205,10 @@ def _different_data(baseline: RunResults, candidate: RunResults, base_records: d
 
 
 def _prediction_folders(results: RunResults) -> dict[tuple[str, str], Path]:
-    """The folders of saved predictions of the complete cells that have one, by (model, dataset)."""
-    folders = {}
-    for cell_id, entry in results.manifest.get("cells", {}).items():
-        store = RunStore(Path(entry.get("run_dir", results.root)))
-        record = store.cell_record(cell_id)
-        if record is not None and store.predictions_dir(cell_id).is_dir():
-            folders[(record["model"], record["dataset"])] = store.predictions_dir(cell_id)
-    return folders
+    """The folders of saved predictions of the complete cells that have one, by (model, dataset) as the rows
+    are keyed (:func:`segbench.report.complete_cells`)."""
+    return {key: store.predictions_dir(cell_id) for key, (store, cell_id, _) in complete_cells(results).items()
+            if store.predictions_dir(cell_id).is_dir()}
 
 
 def pixel_agreement(first: Path, second: Path, image_ids: Sequence[str]) -> tuple[float, list[str]]:

@@ -26,14 +26,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from segbench.columns import Catalogue, Column
-from segbench.corruptions import CLEAN
 from segbench.data.base import SegDataset
 from segbench.images import read_label
 from segbench.errors import UserError
 from segbench.models.predictions import prediction_path
 from segbench.registry import DATASETS, load_plugins
-from segbench.report import format_value, results_catalogue, trained_legend, trained_marks
-from segbench.store import RunResults, RunStore
+from segbench.report import complete_cells, format_value, results_catalogue, trained_legend, trained_marks
+from segbench.store import RunResults
 
 THUMB_BOX = (320, 240)  # width, height: thumbnails fit in it, never enlarged
 PHOTO_QUALITY = 85  # JPEG quality of the images; label maps and error maps are palette PNGs
@@ -80,17 +79,10 @@ class Section:
 # ---------------------------------------------------------------- where the pictures come from
 
 def _complete_cells(results: RunResults) -> dict[tuple[str, str], tuple[Path, dict]]:
-    """The complete clean cells' prediction folders (whether or not they exist) and cell.json records,
-    by (model, dataset) as the manifest names them (merged runs may label a dataset with its data):
-    galleries show the clean images."""
-    found = {}
-    for cell_id, entry in results.manifest.get("cells", {}).items():
-        store = RunStore(Path(entry.get("run_dir", results.root)))
-        record = store.cell_record(cell_id)
-        if record is not None and record.get("corruption", CLEAN) == CLEAN:
-            key = (entry.get("model", record["model"]), entry.get("dataset", record["dataset"]))
-            found[key] = (store.predictions_dir(cell_id), record)
-    return found
+    """The complete clean cells' prediction folders (whether or not they exist) and cell.json records, by
+    (model, dataset) (:func:`segbench.report.complete_cells`): galleries show the clean images."""
+    return {key: (store.predictions_dir(cell_id), record)
+            for key, (store, cell_id, record) in complete_cells(results).items()}
 
 
 def _saved_predictions(cells: dict[tuple[str, str], tuple[Path, dict]]) -> dict[tuple[str, str], Path]:

@@ -95,15 +95,25 @@ def _checked(summary: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------- run folders
 
-def cell_records(results: RunResults) -> dict[tuple[str, str], dict[str, Any]]:
-    """cell.json of every complete cell, by (model, dataset) as the manifest names them (merged results:
-    a dataset may be labelled with its data, and each cell names its run folder)."""
-    records = {}
+def complete_cells(results: RunResults) -> dict[tuple[str, str], tuple[RunStore, str, dict[str, Any]]]:
+    """Every complete clean cell: the store of its run folder, its id and its cell.json, by (model, dataset)
+    as the manifest names them (merged results label a dataset with its data and name each cell's run
+    folder; a corrupted cell is one of its own where :meth:`RunResults.corrupted_as_datasets` made it so)."""
+    cells = {}
     for cell_id, entry in results.manifest.get("cells", {}).items():
-        record = RunStore(Path(entry.get("run_dir", results.root))).cell_record(cell_id)
+        if entry.get("corruption", CLEAN) != CLEAN:
+            continue
+        store = RunStore(Path(entry.get("run_dir", results.root)))
+        record = store.cell_record(cell_id)
         if record is not None:
-            records[(entry.get("model", record["model"]), entry.get("dataset", record["dataset"]))] = record
-    return records
+            cells[(entry.get("model", record["model"]), entry.get("dataset", record["dataset"]))] = (
+                store, cell_id, record)
+    return cells
+
+
+def cell_records(results: RunResults) -> dict[tuple[str, str], dict[str, Any]]:
+    """cell.json of every complete clean cell, by (model, dataset) (:func:`complete_cells`)."""
+    return {key: record for key, (_, _, record) in complete_cells(results).items()}
 
 
 def merge_runs(runs: Sequence[RunResults], prefer: Literal["newest", "last"] = "newest",

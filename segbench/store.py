@@ -249,16 +249,17 @@ class RunResults:
         return replace(self, **{name: rows(getattr(self, name)) for name in TABLES})
 
     def corrupted_as_datasets(self) -> "RunResults":
-        """Each corrupted cell's rows as those of a dataset of its own, ``<dataset>:<corruption>:<severity>``
+        """Each corrupted cell as a clean cell of a dataset of its own, ``<dataset>:<corruption>:<severity>``
         (:func:`dataset_label`), in the tables and the manifest's cell entries: what compares rows by
         (model, dataset) then keys them by (model, dataset, corruption, severity)."""
         def relabelled(frame: pd.DataFrame) -> pd.DataFrame:
             if "corruption" not in frame.columns or (frame["corruption"] == CLEAN).all():
                 return frame
             labels = [dataset_label(*key) for key in zip(frame["dataset"], frame["corruption"], frame["severity"])]
-            return frame.assign(dataset=labels)
+            return frame.assign(dataset=labels, corruption=CLEAN, severity=0)
         cells = {cell_id: entry | {"dataset": dataset_label(entry["dataset"], entry.get("corruption", CLEAN),
-                                                              entry.get("severity", 0))}
+                                                              entry.get("severity", 0)),
+                                   "corruption": CLEAN, "severity": 0}
                  for cell_id, entry in self.manifest.get("cells", {}).items()}
         return replace(self, manifest=self.manifest | {"cells": cells},
                        **{name: relabelled(getattr(self, name)) for name in TABLES})

@@ -207,3 +207,14 @@ def test_merged_runs_keep_each_models_clean_and_corrupted_rows_together(runs):
     pd.testing.assert_frame_equal(merged.summary, run.summary)
     pd.testing.assert_frame_equal(merged.robustness, run.robustness)
     assert sorted(entry["model"] for entry in merged.manifest["cells"].values()) == ["fcn", "unet"]
+
+
+def test_check_reads_each_corrupted_cells_own_saved_predictions(tmp_path):
+    from segbench.check import _prediction_folders
+
+    execute(suite(save_predictions=True, models=[{"name": "fcn", "type": "builtin", "arch": "fcn"}],
+                  corruptions={"names": ["fog"], "severities": [2]}), run_dir=tmp_path / "run")
+    folders = _prediction_folders(segbench.load(tmp_path / "run").corrupted_as_datasets())
+    cells = tmp_path / "run" / "cells"
+    assert folders == {("fcn", "shapes"): cells / "fcn__shapes" / "predictions",
+                       ("fcn", "shapes:fog:2"): cells / "fcn__shapes__fog__2" / "predictions"}
