@@ -200,9 +200,8 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
     if not world.main:
         raise typer.Exit(0 if outcome.ok else 1)
     results = load(outcome.run_dir)
-    clean = results.clean()
-    if not clean.summary.empty:
-        out_console.print(leaderboard_table(clean))
+    if not results.clean().summary.empty:  # leaderboard_table shows the clean rows
+        out_console.print(leaderboard_table(results))
     if not results.robustness.empty:
         out_console.print(robustness_board(results))
     for cell_id, message in outcome.errors.items():

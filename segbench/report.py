@@ -17,7 +17,7 @@ import io
 import os
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -560,26 +560,38 @@ def _leaderboard_text(long: pd.DataFrame, order: list[str], columns: Catalogue, 
                       ci_style: CiStyle, title: str, marks: dict[str, str]) -> TextTable:
     """The leaderboard's cells; a figure with a measured spread is followed by a column of it (p90/p50);
     ``marks``: the model's mark (:func:`trained_marks`) after its name."""
-    datasets, metrics = list(long["dataset"].unique()), list(long["metric"].unique())
     spread = long["spread"] if "spread" in long.columns else pd.Series(np.nan, index=long.index)
-    spreads = {m for m in metrics if spread[long["metric"] == m].notna().any()}
-    cells = long.set_index(["model", "dataset", "metric"])
-    rows = []
-    for model in order:
-        row = [Cell(model + marks.get(model, ""))]
-        for dataset in datasets:
-            for metric in metrics:
-                key = (model, dataset, metric)
-                row.append(_value_cell(cells.loc[key], columns.get(metric), decimals, ci_style)
-                           if key in cells.index else Cell("-"))
-                if metric in spreads:
-                    value = cells.loc[key, "spread"] if key in cells.index else np.nan
-                    row.append(Cell("-" if pd.isna(value) else f"{value:.2f}"))
-        rows.append(row)
-    names = [name for m in metrics for name in (column_header(m, columns.get(m)),
-                                                *([columns.get(m).spread.label] if m in spreads else []))]
-    header = ["model"] + [name for _ in datasets for name in names]
-    return TextTable(title, header, rows, [("", 1)] + [(d, len(names)) for d in datasets])
+    spreads = {m for m in long["metric"].unique() if spread[long["metric"] == m].notna().any()}
+
+    def cells(row: pd.Series | None, metric: str) -> list[Cell]:
+        shown = [Cell("-") if row is None else _value_cell(row, columns.get(metric), decimals, ci_style)]
+        if metric in spreads:
+            value = np.nan if row is None else row["spread"]
+            shown.append(Cell("-" if pd.isna(value) else f"{value:.2f}"))
+        return shown
+
+    def headers(metric: str) -> list[str]:
+        return [column_header(metric, columns.get(metric)), *([columns.get(metric).spread.label]
+                                                               if metric in spreads else [])]
+    return _model_grid(long, order, marks, title, cells, headers)
+
+
+def _model_grid(long: pd.DataFrame, order: list[str], marks: dict[str, str], title: str,
+                cells: Callable[[pd.Series | None, str], list[Cell]],
+                headers: Callable[[str], list[str]]) -> TextTable:
+    """The long table ``long`` (model, dataset, metric, ...) as text: a row per model of ``order`` (its name
+    with its mark), a column group per dataset, in it the ``cells`` of each metric's row (None where ``long``
+    has none) under its ``headers``."""
+    datasets, metrics = list(long["dataset"].unique()), list(long["metric"].unique())
+    indexed = long.set_index(["model", "dataset", "metric"])
+    rows = [[Cell(model + marks.get(model, ""))]
+            + [cell for dataset in datasets for metric in metrics
+               for cell in cells(indexed.loc[(model, dataset, metric)]
+                                 if (model, dataset, metric) in indexed.index else None, metric)]
+            for model in order]
+    names = [name for metric in metrics for name in headers(metric)]
+    return TextTable(title, ["model"] + names * len(datasets), rows,
+                     [("", 1)] + [(dataset, len(names)) for dataset in datasets])
 
 
 def _value_cell(row: pd.Series, column: Column | None, decimals: int, ci_style: CiStyle) -> Cell:
@@ -1216,23 +1228,16 @@ def _robustness_leaderboard_text(results: RunResults, long: pd.DataFrame, order:
                                  decimals: int) -> NotedTable:
     """A row per model, a column group per dataset; bold the best of each column; the caption names the
     reference and defines the figures from their declarations."""
-    datasets, names = list(long["dataset"].unique()), list(long["metric"].unique())
-    cells = long.set_index(["model", "dataset", "metric"])
     marks = trained_marks(results.summary)
     footnotes: list[str] = []
-    rows = []
-    for model in order:
-        row = [Cell(model + marks.get(model, ""))]
-        for dataset in datasets:
-            for name in names:
-                key = (model, dataset, name)
-                if key not in cells.index:
-                    row.append(Cell("-"))
-                    continue
-                value, note, best = cells.loc[key, ["value", "note", "best"]]
-                row.append(_noted_cell(value, columns.get(name), decimals, note, footnotes, bool(best)))
-        rows.append(row)
-    header = ["model"] + [column_header(name, columns.get(name)) for _ in datasets for name in names]
+
+    def cells(row: pd.Series | None, name: str) -> list[Cell]:
+        if row is None:
+            return [Cell("-")]
+        return [_noted_cell(row["value"], columns.get(name), decimals, row["note"], footnotes, bool(row["best"]))]
+
+    table = _model_grid(long, order, marks, f"Robustness: {results.manifest.get('suite_name', 'segbench')}",
+                        cells, lambda name: [column_header(name, columns.get(name))])
     reference = robustness_reference(results)
     against = f"reference model {reference} (its mCE is 1)" if reference else "no reference model (unnormalised)"
     definitions = "; ".join(f"{c.name}, {c.meaning}" for c in columns)
@@ -1240,8 +1245,6 @@ def _robustness_leaderboard_text(results: RunResults, long: pd.DataFrame, order:
                "each column.")
     if marks:
         caption += f" {trained_legend(marks)}."
-    table = TextTable(f"Robustness: {results.manifest.get('suite_name', 'segbench')}", header, rows,
-                      [("", 1)] + [(d, len(names)) for d in datasets])
     return NotedTable(table, caption, footnotes)
 
 
