@@ -132,6 +132,9 @@ def check(baseline: RunResults, candidate: RunResults, *, tolerance: float = 0.5
     if agreement is not None and not pairs:
         raise UserError("agreement is required between the models of a pair: give --pair NET=NET_ONNX",
                         field="agreement")
+    if baseline.summary.empty:
+        raise UserError(f"the baseline run {baseline.root} has no complete cell (each failed or is pending): "
+                        f"a check that compares nothing cannot pass")
     columns = results_catalogue(baseline)
     names = list(dict.fromkeys([*(metrics or default_checks(baseline.summary, columns)), *tolerances]))
     figures = _figures(names, baseline.summary, columns)

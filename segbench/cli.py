@@ -30,7 +30,7 @@ err_console = Console(stderr=True)
 
 def fail(error: UserError, rank: int | None = None) -> None:
     where = "" if rank is None else f"rank {rank}: "
-    err_console.print(f"[bold red]error:[/] {where}{error}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(where + str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -43,7 +43,7 @@ class RichReporter:
         self.task = None
 
     def run_started(self, run_dir: Path) -> None:
-        self.progress.console.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+        self.progress.console.print(f"run folder: {escape(str(run_dir))}", highlight=False, soft_wrap=True)
 
     def cell_started(self, cell_id: str, total: int) -> None:
         self.task = self.progress.add_task(cell_id + self.shard_note, total=total)
@@ -52,13 +52,14 @@ class RichReporter:
         self.progress.advance(self.task, count)
 
     def warn(self, message: str) -> None:
-        self.progress.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        self.progress.console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
 
     def cell_finished(self, cell_id: str, status: str, error: str | None) -> None:
         if status == "skipped":
-            self.progress.console.print(f"[dim]{cell_id}: complete in this run folder, skipped[/]")
+            self.progress.console.print(f"[dim]{escape(cell_id)}: complete in this run folder, skipped[/]")
         elif status == "failed":
-            self.progress.console.print(f"[bold red]{cell_id} failed:[/] {error}", highlight=False)
+            self.progress.console.print(f"[bold red]{escape(cell_id)} failed:[/] {escape(str(error))}",
+                                        highlight=False)
         self.task = None
 
 
@@ -191,8 +192,8 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
     except UserError as error:
         fail(error, world.rank if world.size > 1 else None)
     except Interrupted as stop:
-        err_console.print(f"[bold yellow]interrupted:[/] the manifest says so; {resume_hint} "
-                          f"--run-dir {stop.run_dir}` resumes it", highlight=False, soft_wrap=True)
+        hint = f"the manifest says so; {resume_hint} --run-dir {stop.run_dir}` resumes it"
+        err_console.print(f"[bold yellow]interrupted:[/] {escape(hint)}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # before any cell started: nothing to resume
         err_console.print("[bold yellow]interrupted[/]", highlight=False)
@@ -205,7 +206,7 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
     if not results.robustness.empty:
         out_console.print(robustness_board(results))
     for cell_id, message in outcome.errors.items():
-        err_console.print(f"[red]failed:[/] {cell_id}: {message}", highlight=False)
+        err_console.print(f"[red]failed:[/] {escape(f'{cell_id}: {message}')}", highlight=False)
     print(outcome.run_dir)
     raise typer.Exit(0 if outcome.ok else 1)
 
@@ -339,7 +340,7 @@ def _galleries(results: "RunResults", report: Path) -> tuple[dict[Path, bytes], 
 
     files, links, notes = worst_galleries(results, report)
     for note in notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     return files, links
 
 
@@ -418,7 +419,7 @@ def check(
         table.add_row(*row, style="bold red" if regressed else None)
     _wide_console().print(table)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     count = int(result.table["regressed"].sum())
     print(f"{count} regression(s)" if count else f"no regression ({len(result.table)} checks)")
     raise typer.Exit(0 if result.ok else 1)
@@ -509,7 +510,7 @@ def show(
     except UserError as error:
         fail(error)
     for note in notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     err_console.print(f"gallery: {len(text) / 2**20:.1f} MB", highlight=False)
     print(out)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from segbench.atomic import temporary_folder
+from segbench.errors import UserError
 from segbench.images import write_label
 from segbench.models.predictions import prediction_path
 
@@ -74,6 +75,8 @@ class PredictionWriter:
             thread.join()
 
     def _raise_error(self) -> None:
+        if isinstance(self._error, UserError):  # it names the file it could not write (a full disk)
+            raise self._error
         if self._error is not None:
             raise RuntimeError(f"writing predictions to {self.folder} failed: "
                                f"{type(self._error).__name__}: {self._error}") from self._error

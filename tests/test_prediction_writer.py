@@ -89,6 +89,23 @@ def test_an_error_in_the_writer_fails_submit_or_close(tmp_path):
         writer.close()
 
 
+def test_a_file_that_cannot_be_written_is_the_atomic_write_s_one_line(tmp_path, monkeypatch):
+    """A full disk: the cell fails with the line naming the file, not wrapped in a second error."""
+    import segbench.atomic
+    from segbench.errors import UserError
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(segbench.atomic.os, "replace", full)
+    writer = PredictionWriter(tmp_path, "c", [(0, 0, 0)])
+    writer.submit("a", torch.zeros((2, 3), dtype=torch.int64))
+    with pytest.raises(UserError) as raised:
+        writer.close()
+    assert str(raised.value).endswith("a.png: cannot write: No space left on device")
+    assert "writing predictions" not in str(raised.value)
+
+
 def test_abort_deletes_the_staging_folder_and_stale_ones_are_removed(tmp_path):
     store = RunStore(tmp_path)
     writer = PredictionWriter(store.cells_dir, "m__d", [(0, 0, 0)])
