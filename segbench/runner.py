@@ -40,12 +40,13 @@ from segbench.environment import device_name, environment, resolve_device
 from segbench.errors import UserError
 from segbench.fingerprint import paths_fingerprint
 from segbench.metrics.checks import validate_pair
-from segbench.models.base import ModelAdapter
+from segbench.models.base import ModelAdapter, class_map_table
 from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins, register_columns
 from segbench.store import CORRUPTION_CACHE, CellOutput, RunStore
 from segbench.suite import Cell, Suite
+from segbench.types import DatasetInfo
 from segbench.version import __version__
 
 
@@ -106,16 +107,36 @@ def build_datasets(suite: Suite) -> dict[str, SegDataset]:
     return datasets
 
 
-def check_models(suite: Suite) -> None:
-    """What each model source checks before any work (python factories import, mmseg knows the config)."""
+def check_models(suite: Suite, datasets: dict[str, SegDataset]) -> None:
+    """What each model source checks before any work (python factories import, mmseg knows the config), and
+    that each model's classes fit each dataset's where its source tells them without building the model."""
     for i, config in enumerate(suite.models):
-        check = MODELS[config.type].check
+        source = MODELS[config.type]
         try:
-            if check is not None:
-                check(config)
+            if source.check is not None:
+                source.check(config)
+            classes = None if source.classes is None else source.classes(config)
+            if classes is not None:
+                for dataset in datasets.values():
+                    _check_classes(config, classes, dataset.info)
         except UserError as error:
             error.field = f"models[{i}].{error.field or 'type'} ({config.name})"
             raise
+
+
+def _check_classes(config: Any, classes: int, info: DatasetInfo) -> None:
+    """A model predicting ``classes`` classes against a dataset: through the class_map where the model's
+    type has one (which a count that differs needs), else the counts must be equal."""
+    if "class_map" in type(config).model_fields:
+        class_map_table(config.class_map, classes, info)
+    else:
+        same_classes(config.name, classes, info, field="num_classes")
+
+
+def same_classes(model: str, classes: int, info: DatasetInfo, field: str | None = None) -> None:
+    if classes != info.num_classes:
+        raise UserError(f"model {model!r} predicts {classes} classes but dataset {info.name!r} has "
+                        f"{info.num_classes}", field=field)
 
 
 @dataclass
@@ -191,9 +212,7 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
     try:
         info = dataset.info
         adapter = MODELS[cell.model.type].build(cell.model, info, device)
-        if adapter.num_classes != info.num_classes:
-            raise UserError(f"model {cell.model.name!r} predicts {adapter.num_classes} classes but dataset "
-                            f"{info.name!r} has {info.num_classes}")
+        same_classes(cell.model.name, adapter.num_classes, info)
         metrics = {name: METRICS[name].state(info.num_classes, info.ignore_index, device, **options.model_dump())
                    for name, options in cell.metrics if options is not None}
         indices = world.shard(len(dataset))
@@ -237,7 +256,11 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
         return adapter, shard
     except (Exception, SystemExit) as error:  # travels to rank 0, which fails the cell with it
         _stop(writer, lanes)
-        return None, Shard(error=_describe(error), traceback=traceback.format_exc())
+        failed = Shard(error=_describe(error), traceback=traceback.format_exc())
+        # the frames of a DataLoader error hold its iterator in a reference cycle (torch's reraise): cleared,
+        # the iterator ends its workers and queue threads now, not at the next garbage collection
+        traceback.clear_frames(error.__traceback__)
+        return None, failed
     except BaseException:  # Ctrl-C: no thread of the cell outlives it
         _stop(writer, lanes)
         raise
@@ -527,13 +550,18 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
     Under torchrun every rank calls this: the datasets are sharded across the
     ranks, rank 0 merges and writes (into its ``run_dir``, holding its lock),
     and every rank returns rank 0's outcome. Ctrl-C raises :class:`Interrupted`.
+
+    Each finished cell is in ``cells/<id>/`` at once; the run-level tables hold
+    the cells complete when the run started until it ends, and every complete
+    cell once the manifest's status says how it ended: ``finished``,
+    ``interrupted``, or ``failed`` (an unexpected error, raised again).
     """
     load_plugins()
     reporter = reporter or Reporter()
     world = world_from_env()
     torch_device = world.device(resolve_device(device or suite.device))
     datasets = build_datasets(suite)
-    check_models(suite)
+    check_models(suite, datasets)
     with joined(world, torch_device), ExitStack() as stack:
         run_dir = world.broadcast(run_dir)
         plan, refusal = None, None
@@ -553,6 +581,10 @@ def run_suite(suite: Suite, run_dir: Path, *, device: str | None = None, resume:
             if world.main:
                 plan.ended("interrupted")
             raise Interrupted(run_dir) from None
+        except BaseException:
+            if world.main:
+                plan.ended("failed")
+            raise
 
 
 def _run_cells(suite: Suite, run_dir: Path, to_run: dict[str, str | None], plan: _Plan | None,
@@ -620,13 +652,14 @@ class _Plan:
         self.store.write_manifest(self.manifest)
 
     def finished(self, cell: Cell, status: str, **details: Any) -> None:
+        """Record a cell's end; its folder is already written, the run-level tables wait for :meth:`ended`."""
         self.manifest["cells"][cell.id] |= {"status": status, "finished": _now(), **details}
         self.manifest["updated"] = _now()
-        if status == "complete":
-            self.store.write_tables(self.cell_ids, self.reference)
         self.store.write_manifest(self.manifest)
 
     def ended(self, status: str) -> None:
+        """Write the run-level tables of every complete cell, then the manifest that says the run ended."""
+        self.store.write_tables(self.cell_ids, self.reference)
         self.manifest |= {"status": status, "updated": _now()}
         self.store.write_manifest(self.manifest)
 

@@ -2,7 +2,10 @@
 
 A cell's folder appears only once it is complete (written under a temporary
 name, then renamed), so an interrupted run never leaves a cell that looks
-complete. Run-level tables are rebuilt from the complete cells after each cell.
+complete. The run-level tables are rebuilt from the complete cells' folders
+when a run starts and when it ends, not after each cell: during a run they hold
+the cells complete when it started, each finished cell is in ``cells/<id>/`` at
+once, and they hold every complete cell once the manifest says the run ended.
 A run folder is written by one run at a time: the run holds an advisory lock
 on ``.lock`` inside it, which the operating system releases when the process
 ends, however it ends.
@@ -67,7 +70,6 @@ class RunStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
-        self._tables: dict[str, dict[str, Any]] = {}  # complete cells' rows, read from disk at most once
 
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
@@ -134,7 +136,6 @@ class RunStore:
 
     def remove_cell(self, cell_id: str) -> None:
         """Drop a cell's stale result: a cell about to be redone has no figures until it succeeds."""
-        self._tables.pop(cell_id, None)
         shutil.rmtree(self.cells_dir / cell_id, ignore_errors=True)
 
     def cell_record(self, cell_id: str) -> dict[str, Any] | None:
@@ -157,15 +158,12 @@ class RunStore:
                 frame.to_parquet(tmp / f"{name}.parquet", index=False)
             if output.predictions is not None:
                 shutil.move(output.predictions, tmp / PREDICTIONS)
-            summary = json.loads(json.dumps(output.summary, default=str))  # as cell.json keeps it
             (tmp / "cell.json").write_text(json.dumps(
-                {**output.record, "summary": summary}, indent=2, default=str) + "\n")
+                {**output.record, "summary": output.summary}, indent=2, default=str) + "\n")
             final = self.cells_dir / cell_id
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            self._tables[cell_id] = {"summary": summary, "per_class": output.per_class,
-                                     "per_image": output.per_image, **output.tables}
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             if output.predictions is not None:
@@ -177,24 +175,22 @@ class RunStore:
         return self.cells_dir / cell_id / PREDICTIONS
 
     def _cell_tables(self, cell_id: str) -> dict[str, Any] | None:
-        """A complete cell's rows: kept from ``write_cell``, or read from its folder once."""
-        if cell_id not in self._tables:
-            record = self.cell_record(cell_id)
-            if record is None:
-                return None
-            folder = self.cells_dir / cell_id
-            self._tables[cell_id] = {"summary": record["summary"], **{
-                name: pd.read_parquet(folder / f"{name}.parquet") for name in ROW_TABLES + EXTRA_TABLES
-                if name in ROW_TABLES or (folder / f"{name}.parquet").is_file()}}
-        return self._tables[cell_id]
+        """A complete cell's rows, read from its folder; None when the cell is not complete."""
+        record = self.cell_record(cell_id)
+        if record is None:
+            return None
+        folder = self.cells_dir / cell_id
+        return {"summary": record["summary"], **{
+            name: pd.read_parquet(folder / f"{name}.parquet") for name in ROW_TABLES + EXTRA_TABLES
+            if name in ROW_TABLES or (folder / f"{name}.parquet").is_file()}}
 
     def write_tables(self, cell_ids: list[str], reference: str | None = None) -> None:
         """Write the run-level tables of the complete cells among ``cell_ids``, and ``robustness.parquet``
         (normalised by the ``reference`` model) when some are corrupted.
 
-        Each cell's rows are read from disk at most once per store (those this
-        store wrote, never), so writing after each cell costs no reads of the
-        earlier cells' files.
+        Each complete cell's files are read once per call, and nothing is kept:
+        a run calls this when it starts and when it ends, never after a cell, so
+        its bookkeeping per cell does not grow with the number of cells.
         """
         cells = [tables for cid in cell_ids if (tables := self._cell_tables(cid)) is not None]
         summary = with_cell_keys(pd.DataFrame([cell["summary"] for cell in cells]))

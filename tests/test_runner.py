@@ -1,6 +1,9 @@
 """The runner end to end, in-process: exact numbers, failing cells, resume, bad input."""
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from textwrap import dedent
 
@@ -106,10 +109,18 @@ def test_resume_skips_complete_cells_and_redoes_changed_ones(tmp_path, nets):
     assert outcome.statuses == {"pw__shapes": "complete"}
 
 
-def test_class_count_mismatch_fails_the_cell(tmp_path, nets):
+def test_a_class_count_mismatch_exits_2_before_work_and_writes_nothing(tmp_path, nets, folder_data):
+    """The 3-class model fits the folder dataset and not the 6-class synthetic one: each pair is checked."""
     model = {**POINTWISE, "kwargs": {"num_classes": 3}, "num_classes": 3}
-    outcome = execute(suite_dict([model]), run_dir=tmp_path / "run")
-    assert "predicts 3 classes" in outcome.errors["pw__shapes"]
+    mine = {"name": "mine", "type": "folder", "root": str(folder_data), "num_classes": 3}
+    suite = tmp_path / "s.yaml"
+    suite.write_text(json.dumps(suite_dict([model], datasets=[mine, *suite_dict([])["datasets"]])))
+    result = subprocess.run([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("error: models[0].num_classes (pw): model 'pw' predicts 3 classes but dataset "
+                                     "'shapes' has 6")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture
@@ -270,6 +281,10 @@ def test_a_failed_redo_leaves_no_stale_figures(tmp_path, nets):
     assert results.summary.empty and results.per_class.empty and results.per_image.empty
     assert not (run_dir / "cells" / "pw__shapes").exists()
     assert results.manifest["cells"]["pw__shapes"]["status"] == "failed"
+    # a gate against a run without figures compares nothing: it cannot pass
+    gate = subprocess.run([sys.executable, "-m", "segbench", "check", str(run_dir), str(run_dir)],
+                          capture_output=True, text=True)
+    assert gate.returncode == 2 and "no complete cell" in gate.stderr and "Traceback" not in gate.stderr
 
 
 def test_system_exit_in_user_code_fails_the_cell_and_the_run_goes_on(tmp_path, nets):
@@ -344,8 +359,11 @@ def test_a_worker_error_is_described_once(tmp_path, folder_data):
     (folder_data / "images" / "b.png").write_bytes(b"not a png")
     suite = folder_suite(folder_data, folder_data / "labels")
     suite["num_workers"] = 1
+    before = set(threading.enumerate())
     error = execute(suite, run_dir=tmp_path / "run").errors["saved__mine"]
     assert error.startswith("DataError: ") and "segbench.errors" not in error and "b.png" in error
+    # the failed loader's queue thread ended with the cell, not at some later garbage collection
+    assert [t.name for t in threading.enumerate() if t not in before] == []
 
 
 def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, nets):
@@ -357,29 +375,104 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, nets):
     assert error.startswith(f"UserError: {checkpoint}: checkpoint does not fit the model: size mismatch for weight")
 
 
-def test_writing_the_tables_after_a_cell_reads_no_earlier_cell(tmp_path, nets, monkeypatch):
-    """200 cells: the run's bookkeeping must not grow with the square of its cells (parquet reads counted)."""
+def test_the_run_tables_are_written_when_the_run_starts_and_ends_never_after_a_cell(tmp_path, nets, monkeypatch):
+    """200 cells: after a cell only its folder and the manifest are written, so the bookkeeping of a cell
+    costs the same whatever the number of earlier cells; each cell's files are read once per write."""
+    from collections import Counter
+
     import pandas as pd
 
-    reads = []
-    original = pd.read_parquet
-    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: reads.append(path) or original(path, *a, **k))
+    from segbench import store
+
+    events = []
+    read, write_table, write_cell = pd.read_parquet, store.atomic_write_table, store.RunStore.write_cell
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: events.append(("read", Path(path)))
+                        or read(path, *a, **k))
+    monkeypatch.setattr(store, "atomic_write_table", lambda path, frame: events.append(("table", path.name))
+                        or write_table(path, frame))
+    monkeypatch.setattr(store.RunStore, "write_cell", lambda self, cell_id, output: events.append(
+        ("cell", cell_id)) or write_cell(self, cell_id, output))
     models = [{**POINTWISE, "name": f"m{i}"} for i in range(20)]
     datasets = [{"name": f"d{i}", "type": "synthetic", "num_images": 1, "height": 8, "width": 8, "seed": i}
                 for i in range(10)]
     suite = suite_dict(models, datasets, metrics={"boundary": None, "distance": None})
     run_dir = tmp_path / "run"
+
+    def bookkeeping():
+        """The events before the first cell, between the cells, and after the last; then forgotten."""
+        cells = [i for i, (kind, _) in enumerate(events) if kind == "cell"]
+        first, last = cells[0], cells[-1]
+        parts = events[:first], [e for e in events[first:last] if e[0] != "cell"], events[last + 1:]
+        events.clear()
+        return parts
+
     assert execute(suite, run_dir=run_dir).ok
-    assert reads == []
+    before, between, after = bookkeeping()
+    row_tables = ["summary.parquet", "summary.csv", "per_class.parquet", "per_image.parquet"]
+    assert before == [("table", name) for name in row_tables]  # no complete cell yet
+    assert between == []
+    assert [name for kind, name in after if kind == "table"] == row_tables + ["confusion.parquet"]
+    reads = Counter(path.relative_to(run_dir) for kind, path in after if kind == "read")
+    assert len(reads) == 3 * 200 and set(reads.values()) == {1}  # per_class, per_image, confusion
     tables = segbench.load(run_dir)
     assert len(tables.summary) == 200 and len(tables.per_image) == 200 and len(tables.per_class) == 1200
 
-    reads.clear()  # a resume that redoes one cell reads each complete cell's tables once
+    events.clear()  # a resume that redoes one model's 10 cells reads each kept cell when it starts and ends
     suite["models"][0] = {**POINTWISE, "name": "m0", "inference": {"flip": True}}
     outcome = execute(suite, run_dir=run_dir)
     assert sum(status == "complete" for status in outcome.statuses.values()) == 10
-    assert len(reads) == 3 * 190  # per_class, per_image, confusion
+    before, between, after = bookkeeping()
+    assert between == []
+    assert len([e for e in before if e[0] == "read"]) == 3 * 190
+    assert len([e for e in after if e[0] == "read"]) == 3 * 200
     assert len(segbench.load(run_dir).summary) == 200
+
+
+def test_an_interrupted_run_has_the_tables_of_every_cell_complete_before_it(tmp_path, nets):
+    from segbench.runner import Interrupted, Reporter
+
+    class Loads(Reporter):
+        """How many rows the run's summary has when each cell finishes."""
+
+        def __init__(self):
+            self.rows = []
+
+        def cell_finished(self, cell_id, status, error):
+            self.rows.append(len(segbench.load(run_dir).summary))
+
+    failing = {"name": "bad", "type": "python", "factory": "tiny_nets:raising",
+               "kwargs": {"error": "RuntimeError"}, "num_classes": 6}
+    stopping = {"name": "stop", "type": "python", "factory": "tiny_nets:raising",
+                "kwargs": {"error": "KeyboardInterrupt"}, "num_classes": 6}
+    run_dir = tmp_path / "run"
+    loads = Loads()
+    with pytest.raises(Interrupted):
+        execute(suite_dict([POINTWISE, failing, {**POINTWISE, "name": "pw2"}, stopping]), run_dir=run_dir,
+                reporter=loads)
+    assert loads.rows == [0, 0, 0]  # during a run: the cells complete when it started (none)
+    results = segbench.load(run_dir)
+    assert results.manifest["status"] == "interrupted"
+    assert results.manifest["cells"]["bad__shapes"]["status"] == "failed"
+    assert sorted(results.summary["model"]) == ["pw", "pw2"]
+    assert sorted(set(results.per_class["model"])) == sorted(set(results.per_image["model"])) == ["pw", "pw2"]
+
+
+def test_an_unexpected_error_ends_the_run_with_the_tables_of_the_complete_cells(tmp_path, nets):
+    from segbench.runner import Reporter
+
+    class Breaks(Reporter):
+        def cell_finished(self, cell_id, status, error):
+            if cell_id == "pw2__shapes":
+                raise RuntimeError("the reporter broke")
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="the reporter broke"):
+        execute(suite_dict([POINTWISE, {**POINTWISE, "name": "pw2"}, {**POINTWISE, "name": "pw3"}]),
+                run_dir=run_dir, reporter=Breaks())
+    results = segbench.load(run_dir)
+    assert results.manifest["status"] == "failed"
+    assert sorted(results.summary["model"]) == ["pw", "pw2"]
+    assert sorted(set(results.per_image["model"])) == ["pw", "pw2"]
 
 
 def test_confusion_table_is_the_literal_matrix_without_ignore_pixels(tmp_path, folder_data):

@@ -187,3 +187,31 @@ def test_report_check_and_show_on_broken_folders_say_one_line_and_exit_2(tmp_pat
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(folder) in lines[0], (name, lines)
         assert "Traceback" not in result.stderr
     assert np.isfinite(segbench.load(good).summary["mIoU"]).all()
+
+
+def test_the_store_keeps_no_cell_rows_and_writes_the_tables_from_the_cell_folders(tmp_path):
+    """A run's memory does not grow with its cells: the rows live in cells/<id>/ only."""
+    import gc
+    import weakref
+
+    import pandas as pd
+
+    from segbench.store import CellOutput, RunStore
+
+    store = RunStore(tmp_path / "run")
+    store.root.mkdir()
+    store.write_manifest({"cells": {}})
+    keys = {"model": "m", "dataset": "d"}
+    per_image = pd.DataFrame({**keys, "image_id": ["a", "b"], "aAcc": [0.5, 1.0]})
+    per_class = pd.DataFrame({**keys, "class_id": [0], "IoU": [0.25]})
+    store.write_cell("m__d", CellOutput({"cell_id": "m__d"}, {**keys, "aAcc": 0.75}, per_class, per_image))
+    written = weakref.ref(per_image)
+    del per_image, per_class
+    gc.collect()
+    assert written() is None
+
+    store.write_tables(["m__d", "never_ran"])
+    results = segbench.load(store.root)
+    assert results.summary[["model", "dataset", "corruption", "aAcc"]].to_dict("records") == [
+        {"model": "m", "dataset": "d", "corruption": "none", "aAcc": 0.75}]
+    assert results.per_image["aAcc"].tolist() == [0.5, 1.0] and results.per_class["IoU"].tolist() == [0.25]
