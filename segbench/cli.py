@@ -617,7 +617,7 @@ def _registrations(title: str, registry: dict) -> Table:
     listed.add_column("type", no_wrap=True)
     listed.add_column("what it is")
     for type_name in sorted(registry):
-        listed.add_row(type_name, registry[type_name].describe)
+        listed.add_row(type_name, escape(registry[type_name].describe))
     return listed
 
 

@@ -3,8 +3,9 @@
 A model source, a dataset type and a metric group are each one module that
 declares itself here with everything the rest of segbench needs:
 
-- ``@register_model("type", config=ConfigClass, check=...)`` on the function
-  that builds the model adapter: ``MODELS["type"]`` is a :class:`ModelSource`;
+- ``@register_model("type", config=ConfigClass, check=..., classes=...)`` on
+  the function that builds the model adapter: ``MODELS["type"]`` is a
+  :class:`ModelSource`;
 - ``@register_dataset("type", config=ConfigClass)`` on the function that
   builds the dataset: ``DATASETS["type"]`` is a :class:`DatasetType`;
 - ``@register_metric("group", options=OptionsClass, columns=...)`` on the
@@ -65,6 +66,11 @@ class ModelSource:
     """The config field that ``segbench eval --model TYPE:REF`` fills with REF; None: the type takes no REF."""
     eval_checkpoint: str | None = None
     """The config field that ``segbench eval --checkpoint FILE`` fills; None: the type takes no checkpoint."""
+    classes: Callable[[Any], int | None] | None = None
+    """``classes(config)``: the number of classes the model predicts, read from its config or files without
+    building it, after ``check`` passed; the runner compares it (through the config's ``class_map`` where it
+    has one) with each dataset's before any work. None, or a None answer (a count known only once the model is
+    built, or the dataset's own): not checked before work; the cell still checks it."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +133,13 @@ def _check_type(name: str, config: type[BaseModel]) -> None:
 
 
 def register_model(name: str, *, config: type[BaseModel], check: Callable[[Any], None] | None = None,
-                   describe: str = "", eval_ref: str | None = None,
-                   eval_checkpoint: str | None = None) -> Callable[[T], T]:
+                   describe: str = "", eval_ref: str | None = None, eval_checkpoint: str | None = None,
+                   classes: Callable[[Any], int | None] | None = None) -> Callable[[T], T]:
     _check_type(name, config)
     _check_fields(config, eval_ref, eval_checkpoint)
 
     def decorator(build: T) -> T:
-        _add(MODELS, name, ModelSource(name, config, build, check, describe, eval_ref, eval_checkpoint))
+        _add(MODELS, name, ModelSource(name, config, build, check, describe, eval_ref, eval_checkpoint, classes))
         return build
     return decorator
 

@@ -439,3 +439,56 @@ def test_eval_errors_name_the_types_that_take_the_value(tmp_path):
     for result in (synthetic_root, onnx_weights, no_ref):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "results").exists()
+
+
+WITHOUT_EXTRAS = '''\
+"""segbench's console script in an environment where the optional extras are not installed."""
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class Missing(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("transformers", "onnxruntime"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Missing())
+from segbench.cli import app
+
+app(prog_name="segbench")
+'''
+
+
+@pytest.mark.parametrize("model, hint", [
+    ("{name: seg, type: hf, path: hf_model}", "type 'hf' needs transformers: pip install 'segbench[hf]'"),
+    ("{name: net, type: onnx, path: net.onnx, num_classes: 6}",
+     "model type 'onnx' needs ONNX Runtime: pip install 'segbench[onnx]'"),
+])
+def test_a_missing_extra_is_named_with_its_brackets(tmp_path, model, hint):
+    """The install hint is printed as written: rich must not take `[hf]` for markup and drop it."""
+    (tmp_path / "hf_model").mkdir()
+    script = tmp_path / "without_extras.py"
+    script.write_text(WITHOUT_EXTRAS)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: t\ndevice: cpu\ndatasets: [{{name: shapes, type: synthetic, num_images: 2}}]\n"
+                     f"models: [{model}]\n")
+    result = subprocess.run([sys.executable, str(script), "run", str(suite), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert hint in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("what, built_in", [
+    ("models", {"builtin", "hf", "mmseg", "onnx", "predictions", "python", "torchscript"}),
+    ("datasets", {"ade20k", "cityscapes", "folder", "mmseg", "pascal_voc", "synthetic"}),
+])
+def test_list_says_what_every_model_source_and_dataset_type_is(what, built_in):
+    """Each registration's describe= line, none left empty (the mmseg model index after the table is not read)."""
+    result = segbench("list", what)
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout.split("└")[0])
+    assert built_in <= set(rows)
+    assert [name for name, cells in rows.items() if not cells[1]] == []

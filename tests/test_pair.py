@@ -1,4 +1,4 @@
-"""The deployment gate on a real run: an eager net and its ONNX export in one suite, `check --pair`."""
+"""The deployment gate on a real run: an eager net and its ONNX and TorchScript exports, `check --pair`."""
 
 import json
 import warnings
@@ -30,9 +30,15 @@ def export_onnx(path, net):
     return str(path)
 
 
+def export_torchscript(path, net):
+    torch.jit.trace(net, torch.randn(1, 3, 24, 40)).save(str(path))
+    return str(path)
+
+
 @pytest.fixture
 def pair_run(tmp_path, nets):
-    """A run of the small net (`python`), its ONNX export and a perturbed export, with saved predictions."""
+    """A run of the small net (`python`), its ONNX and TorchScript exports and a perturbed ONNX export,
+    with saved predictions."""
     import tiny_nets
 
     perturbed = tiny_nets.small_convnet(6)
@@ -42,6 +48,8 @@ def pair_run(tmp_path, nets):
                "num_classes": 6},
               {"name": "net_onnx", "type": "onnx", "num_classes": 6,
                "path": export_onnx(tmp_path / "net.onnx", tiny_nets.small_convnet(6))},
+              {"name": "net_ts", "type": "torchscript", "num_classes": 6,
+               "path": export_torchscript(tmp_path / "net.pt", tiny_nets.small_convnet(6))},
               {"name": "net_bad", "type": "onnx", "num_classes": 6,
                "path": export_onnx(tmp_path / "bad.onnx", perturbed)}]
     suite = {"name": "t", "device": "cpu", "batch_size": 2, "num_workers": 0, "save_predictions": True,
@@ -61,16 +69,17 @@ def _reference_agreement(run, first, second):
     return same / total
 
 
-def test_the_export_passes_the_gate_and_a_perturbed_one_fails_it(pair_run):
+def test_each_export_passes_the_gate_and_a_perturbed_one_fails_it(pair_run):
     run = str(pair_run)
-    result = runner.invoke(app, ["check", run, run, "--pair", "net=net_onnx", "--relative", "0.99",
-                                 "--agreement", "0.999", "--json"])
-    report = json.loads(result.stdout)
-    assert result.exit_code == 0, result.output
-    assert {r["model"] for r in report["rows"]} == {"net=net_onnx"}
-    [row] = [r for r in report["rows"] if r["metric"] == AGREEMENT]
-    assert row["candidate"] == pytest.approx(_reference_agreement(pair_run, "net", "net_onnx"))
-    assert row["candidate"] >= 0.999 and row["limit"] == 0.999 and row["dataset"] == "shapes"
+    for export in ("net_onnx", "net_ts"):
+        result = runner.invoke(app, ["check", run, run, "--pair", f"net={export}", "--relative", "0.99",
+                                     "--agreement", "0.999", "--json"])
+        report = json.loads(result.stdout)
+        assert result.exit_code == 0, result.output
+        assert {r["model"] for r in report["rows"]} == {f"net={export}"}
+        [row] = [r for r in report["rows"] if r["metric"] == AGREEMENT]
+        assert row["candidate"] == pytest.approx(_reference_agreement(pair_run, "net", export))
+        assert row["candidate"] >= 0.999 and row["limit"] == 0.999 and row["dataset"] == "shapes"
 
     bad = _reference_agreement(pair_run, "net", "net_bad")
     assert bad < 0.999  # the perturbation changes predictions

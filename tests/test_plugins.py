@@ -10,11 +10,14 @@ The tests named ``test_catalogue_*`` check that reports, ``check`` and ``segbenc
 plugin's columns from the column catalogue (unit fraction, lower is better): they wait for that work.
 """
 
+import configparser
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from textwrap import dedent
 
@@ -289,3 +292,39 @@ def test_eval_fills_the_field_the_plugin_registration_names(tmp_path):
     assert ("--dataset 'stripes:data': type 'stripes' takes no REF, write --dataset stripes; the types that take "
             "one: ade20k, cityscapes, folder, pascal_voc") in " ".join(wrong.stderr.split())
     assert not (tmp_path / "wrong").exists()
+
+
+# ---------------------------------------------------------------- the guide shows this very plugin
+
+ROOT = Path(__file__).parent.parent
+GUIDE = ROOT / "docs" / "extending.md"
+DIST_INFO = PLUGINS / "segbench_example-0.1.dist-info"
+
+
+def guide_files() -> dict[str, str]:
+    """docs/extending.md's fenced blocks by the path named on the line before (`` `PATH`: ``; blocks without
+    one are left out), each block's text as a file holds it."""
+    fence = r"^`([^`\n]+)`:\n```[a-z]*\n(.*?)^```$"
+    return {match[1]: match[2] for match in re.finditer(fence, GUIDE.read_text(), re.MULTILINE | re.DOTALL)}
+
+
+def test_the_extending_guide_shows_every_file_of_the_example_plugin_verbatim():
+    """The guide cannot drift from the plugin the tests run: each file, byte for byte, under its path."""
+    files = [path for path in PLUGINS.rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    expected = {path.relative_to(ROOT).as_posix(): path.read_text() for path in files}
+    shown = guide_files()
+    assert sorted(shown) == sorted(expected)  # no file left out, none shown that is not there
+    for path, text in expected.items():
+        assert shown[path] == text, f"docs/extending.md shows {path} other than it is"
+
+
+def test_the_guide_pyproject_would_write_the_example_dist_info():
+    """The pyproject.toml the guide gives a real plugin declares the entry points and metadata the tests load."""
+    toml = re.search(r"^```toml\n(.*?)^```$", GUIDE.read_text(), re.MULTILINE | re.DOTALL)
+    project = tomllib.loads(toml[1])["project"]
+    entry_points = configparser.ConfigParser()
+    entry_points.read_string((DIST_INFO / "entry_points.txt").read_text())
+    assert project["entry-points"] == {group: dict(entry_points[group]) for group in entry_points.sections()}
+    metadata = dict(line.split(": ", 1) for line in (DIST_INFO / "METADATA").read_text().splitlines())
+    assert (project["name"], project["version"], project["dependencies"]) == (
+        metadata["Name"], metadata["Version"], [metadata["Requires-Dist"]])

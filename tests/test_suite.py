@@ -2,6 +2,7 @@ import builtins
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from textwrap import dedent
 
@@ -252,6 +253,49 @@ def test_resolve_suite_reads_the_file_once(tmp_path, monkeypatch):
     text = dedent(VALID)
     assert source == {"path": str(path.resolve()), "text": text, "data": yaml.safe_load(text)}
     assert suite == load_suite(path)
+
+
+def counted(calls: dict[str, int], name: str, function: Callable) -> Callable:
+    """``function``, counting its calls in ``calls[name]``."""
+    def counting(*args, **kwargs):
+        calls[name] += 1
+        return function(*args, **kwargs)
+    return counting
+
+
+ONE_CELL = """\
+    name: once
+    device: cpu
+    num_workers: 0
+    datasets:
+      - {name: shapes, type: synthetic, num_images: 2, height: 16, width: 16}
+    models:
+      - {name: fcn, type: builtin, arch: fcn}
+"""
+
+
+def test_segbench_run_reads_parses_and_validates_its_suite_once(tmp_path, monkeypatch):
+    """Issue #14 (5a): one `segbench run`, in process through the CLI, reads the file, parses its YAML and
+    validates the suite once. Each function is counted in every segbench module that holds it."""
+    from typer.testing import CliRunner
+
+    import segbench.api  # noqa: F401  (imports the runner and torch: only these tests need them)
+    from segbench.cli import app
+
+    calls: dict[str, int] = {}
+    for module, name in (("segbench.suite", "_read_text"), ("segbench.suite", "_parse_yaml"),
+                         ("segbench.suite", "parse_suite"), ("segbench.suite", "read_suite"),
+                         ("segbench.api", "resolve_suite")):
+        original = getattr(sys.modules[module], name)
+        calls[name] = 0
+        for key, loaded in list(sys.modules.items()):
+            if key.startswith("segbench") and getattr(loaded, name, None) is original:
+                monkeypatch.setattr(loaded, name, counted(calls, name, original))
+    suite = write(tmp_path, ONE_CELL)
+    result = CliRunner().invoke(app, ["run", str(suite), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert calls == dict.fromkeys(calls, 1)
+    assert (tmp_path / "run" / "cells" / "fcn__shapes" / "cell.json").is_file()
 
 
 def test_mapping_api_and_digest_stability():

@@ -56,6 +56,7 @@ class ADE20KDatasetConfig(DatasetBase):
     split: str = "validation"
 
 
-@register_dataset("ade20k", config=ADE20KDatasetConfig, eval_ref="root")
+@register_dataset("ade20k", config=ADE20KDatasetConfig, eval_ref="root",
+                  describe="ADE20K scene parsing (ADEChallengeData2016): 150 classes, 0 ignored")
 def build_ade20k(cfg: ADE20KDatasetConfig) -> ADE20KDataset:
     return ADE20KDataset(cfg.name, cfg.root, cfg.split)

@@ -84,6 +84,7 @@ class CityscapesDatasetConfig(DatasetBase):
     split: str = "val"
 
 
-@register_dataset("cityscapes", config=CityscapesDatasetConfig, eval_ref="root")
+@register_dataset("cityscapes", config=CityscapesDatasetConfig, eval_ref="root",
+                  describe="Cityscapes leftImg8bit + gtFine: 19 train ids, instance ids when present")
 def build_cityscapes(cfg: CityscapesDatasetConfig) -> CityscapesDataset:
     return CityscapesDataset(cfg.name, cfg.root, cfg.split)

@@ -100,7 +100,8 @@ class FolderDatasetConfig(DatasetBase):
         return self
 
 
-@register_dataset("folder", config=FolderDatasetConfig, eval_ref="root")
+@register_dataset("folder", config=FolderDatasetConfig, eval_ref="root",
+                  describe="your own data: root/images/<stem>.* paired with root/labels/<stem>.png")
 def build_folder(cfg: FolderDatasetConfig) -> FolderDataset:
     return FolderDataset(name=cfg.name, root=Path(cfg.root), num_classes=cfg.num_classes,
                          ignore_index=cfg.ignore_index, class_names=cfg.class_names)

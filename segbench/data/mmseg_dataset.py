@@ -88,6 +88,7 @@ class MMSegDatasetConfig(DatasetBase):
     """The data_root the config's paths are relative to."""
 
 
-@register_dataset("mmseg", config=MMSegDatasetConfig)
+@register_dataset("mmseg", config=MMSegDatasetConfig,
+                  describe="any dataset mmsegmentation knows, from its dataset config (COCO-Stuff, ...)")
 def build_mmseg_dataset(cfg: MMSegDatasetConfig) -> MMSegDataset:
     return MMSegDataset(cfg.name, cfg.config, cfg.root)

@@ -45,6 +45,7 @@ class PascalVOCDatasetConfig(DatasetBase):
     split: str = "val"
 
 
-@register_dataset("pascal_voc", config=PascalVOCDatasetConfig, eval_ref="root")
+@register_dataset("pascal_voc", config=PascalVOCDatasetConfig, eval_ref="root",
+                  describe="Pascal VOC 2012 segmentation: 21 classes, object outlines ignored")
 def build_pascal_voc(cfg: PascalVOCDatasetConfig) -> PascalVOCDataset:
     return PascalVOCDataset(cfg.name, cfg.root, cfg.split)

@@ -200,7 +200,8 @@ class SyntheticDatasetConfig(DatasetBase):
     seed: int = 0
 
 
-@register_dataset("synthetic", config=SyntheticDatasetConfig)
+@register_dataset("synthetic", config=SyntheticDatasetConfig,
+                  describe="procedural shapes on textured backgrounds; needs no download")
 def build_synthetic(cfg: SyntheticDatasetConfig) -> SyntheticDataset:
     """Build from a suite entry with ``name, num_images, height, width, seed``."""
     return SyntheticDataset(name=cfg.name, num_images=cfg.num_images, height=cfg.height,

@@ -17,6 +17,7 @@ only when a suite uses a model of type ``onnx``: ``pip install 'segbench[onnx]'`
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -213,11 +214,22 @@ def _with_device(provider: str, device: torch.device) -> Any:
     return provider
 
 
+def check_onnx_classes(session: Any, cfg: OnnxModelConfig) -> None:
+    """The graph's logits have num_classes channels, where the file fixes their number (N x K x H x W)."""
+    shape = [size if isinstance(size, int) else None for size in session.get_outputs()[0].shape]
+    channels = shape[1] if len(shape) == 4 else None
+    if channels is not None and channels != cfg.num_classes:
+        raise UserError(f"the graph's output has {channels} channels ({_shape_text(shape)}), but num_classes "
+                        f"is {cfg.num_classes}", source=str(cfg.path), field="num_classes")
+
+
 def check_onnx(cfg: OnnxModelConfig) -> None:
-    """Before any work: onnxruntime importable, the file an ONNX model, its input fit, the providers there."""
+    """Before any work: onnxruntime importable, the file an ONNX model, its input and output fit, the providers
+    there."""
     ort = require_onnxruntime()
     session = open_session(cfg.path, ["CPUExecutionProvider"], threads=1, optimize=False)
     check_input_shape(onnx_input_shape(session, cfg.path), cfg)
+    check_onnx_classes(session, cfg)
     available = ort.get_available_providers()
     missing = [name for name in cfg.providers or [] if name not in available]
     if missing:
@@ -226,6 +238,7 @@ def check_onnx(cfg: OnnxModelConfig) -> None:
 
 
 @register_model("onnx", config=OnnxModelConfig, check=check_onnx, eval_ref="path",
+                classes=attrgetter("num_classes"),
                 describe="an ONNX file run by ONNX Runtime (pip install 'segbench[onnx]')")
 def build_onnx(cfg: OnnxModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     providers = cfg.providers or default_providers(device)
@@ -279,6 +292,7 @@ def check_torchscript(cfg: TorchScriptModelConfig) -> None:
 
 
 @register_model("torchscript", config=TorchScriptModelConfig, check=check_torchscript, eval_ref="path",
+                classes=attrgetter("num_classes"),
                 describe="a torch.jit.save file, or a torch.export program (.pt2)")
 def build_torchscript(cfg: TorchScriptModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     graph, shape, file_format = load_torchscript(cfg.path, device)

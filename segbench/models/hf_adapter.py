@@ -146,6 +146,12 @@ def model_class(config: Any) -> type:
                     f"{', '.join(sorted({t for mapping in mappings for t in mapping}))}", field="path")
 
 
+def config_classes(cfg: HFModelConfig) -> int:
+    """The number of classes the model predicts, without the model: num_labels as transformers reads it from
+    config.json (its rules for num_labels, id2label and neither are transformers' to keep)."""
+    return load_config(cfg).num_labels
+
+
 def check_model(cfg: HFModelConfig) -> None:
     """Checks before any work: transformers importable, the files there, the config a segmentation model's."""
     require_transformers()
@@ -291,7 +297,7 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
 
 
-@register_model("hf", config=HFModelConfig, check=check_model, eval_ref="path",
+@register_model("hf", config=HFModelConfig, check=check_model, eval_ref="path", classes=config_classes,
                 describe="Hugging Face transformers models from a local save_pretrained folder")
 def build_hf(cfg: HFModelConfig, info: DatasetInfo, device: torch.device) -> HFAdapter:
     return HFAdapter(cfg, info, device)

@@ -317,6 +317,7 @@ class MMSegModelConfig(ModelBase):
 
 
 @register_model("mmseg", config=MMSegModelConfig, check=check_model, eval_ref="config",
-                eval_checkpoint="checkpoint")
+                eval_checkpoint="checkpoint",
+                describe="an mmsegmentation config (or model index name) and checkpoint, run by mmseg")
 def build_mmseg(cfg: MMSegModelConfig, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
     return MMSegAdapter(cfg, info, device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,7 +75,8 @@ class PredictionsModelConfig(ModelBase):
         return [Path(self.root.replace("{dataset}", dataset))]
 
 
-@register_model("predictions", config=PredictionsModelConfig, eval_ref="root")
+@register_model("predictions", config=PredictionsModelConfig, eval_ref="root", classes=attrgetter("num_classes"),
+                describe="label maps saved as <image stem>.png, one per image: a model run elsewhere")
 def build_predictions(cfg: PredictionsModelConfig, info: DatasetInfo, device: torch.device) -> PredictionsAdapter:
     template = str(cfg.root)
     root = Path(template.replace(DATASET_PLACEHOLDER, info.name))

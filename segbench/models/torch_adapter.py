@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from segbench.models.base import ModelAdapter, require_finite, top_probability, 
 from segbench.fingerprint import file_sha256
 from segbench.models.checkpoint import load_state_dict
 from segbench.models.inference import segment
-from segbench.models.nets import ARCHS, load_demo_weights
+from segbench.models.nets import ARCHS, demo_metadata, load_demo_weights
 from segbench.registry import register_model
 
 
@@ -118,8 +119,19 @@ class BuiltinModelConfig(ModelBase):
         return [] if self.weights in ("demo", "random") else [Path(self.weights)]
 
 
+def builtin_classes(cfg: BuiltinModelConfig) -> int | None:
+    """num_classes (None: the dataset's), or the demo weights' classes, read from their file's metadata
+    without the weights (a missing file is left to the build, which names it)."""
+    if cfg.weights != "demo":
+        return cfg.num_classes
+    try:
+        return demo_metadata(cfg.arch)["num_classes"]
+    except FileNotFoundError:
+        return None
+
+
 @register_model("builtin", config=BuiltinModelConfig, eval_ref="arch", eval_checkpoint="weights",
-                describe="segbench's own nets: " + ", ".join(sorted(ARCHS)))
+                describe="segbench's own nets: " + ", ".join(sorted(ARCHS)), classes=builtin_classes)
 def build_builtin(cfg: BuiltinModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     if cfg.weights == "demo":
         net, meta = load_demo_weights(cfg.arch)
@@ -199,7 +211,8 @@ def _factory(cfg: PythonModelConfig) -> Any:
 
 
 @register_model("python", config=PythonModelConfig, check=_factory, eval_ref="factory",
-                eval_checkpoint="checkpoint")
+                eval_checkpoint="checkpoint", classes=attrgetter("num_classes"),
+                describe="your own torch.nn.Module, from a factory function ('module:function')")
 def build_python(cfg: PythonModelConfig, info: DatasetInfo, device: torch.device) -> TorchAdapter:
     net = _factory(cfg)(**cfg.kwargs)
     if not isinstance(net, nn.Module):

@@ -50,8 +50,8 @@ def export_onnx(path, net=None, size=None):
     return path
 
 
-def export_torchscript(path):
-    torch.jit.trace(small_convnet(), torch.randn(1, 3, 24, 40)).save(str(path))
+def export_torchscript(path, net=None):
+    torch.jit.trace(net or small_convnet(), torch.randn(1, 3, 24, 40)).save(str(path))
     return path
 
 
@@ -175,12 +175,28 @@ def test_a_file_that_is_no_model_is_one_error_before_work(tmp_path, type_, name,
     assert not (tmp_path / "run").exists()
 
 
-def test_wrong_num_classes_fails_the_cell(tmp_path, nets):
-    path = export_onnx(tmp_path / "four.onnx", net=small_convnet(num_classes=4))
-    model = {"name": "four", "type": "onnx", "path": str(path), "num_classes": 6}
+@pytest.mark.parametrize("type_, num_classes, message", [
+    ("onnx", 6, "the graph's output has 4 channels (? x 4 x ? x ?), but num_classes is 6"),
+    ("onnx", 4, "model 'four' predicts 4 classes but dataset 'shapes' has 6"),
+    ("torchscript", 4, "model 'four' predicts 4 classes but dataset 'shapes' has 6"),
+])
+def test_wrong_num_classes_is_refused_before_work(tmp_path, nets, type_, num_classes, message):
+    """num_classes against the graph's fixed output channels (onnx), and against the dataset's classes."""
+    export, name = (export_onnx, "four.onnx") if type_ == "onnx" else (export_torchscript, "four.pt")
+    path = export(tmp_path / name, net=small_convnet(num_classes=4))
+    model = {"name": "four", "type": type_, "path": str(path), "num_classes": num_classes}
+    with pytest.raises(UserError) as info:
+        segbench.run(suite([model]), run_dir=tmp_path / "run")
+    assert info.value.message == message and info.value.field == "models[0].num_classes (four)"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_torchscript_graph_with_other_channels_than_num_classes_still_fails_its_cell(tmp_path, nets):
+    """A TorchScript file does not tell its output channels without running: the cell's check catches it."""
+    path = export_torchscript(tmp_path / "four.pt", net=small_convnet(num_classes=4))
+    model = {"name": "four", "type": "torchscript", "path": str(path), "num_classes": 6}
     outcome = execute(suite([model]), run_dir=tmp_path / "run")
-    assert outcome.statuses == {"four__shapes": "failed"}
-    assert outcome.errors["four__shapes"] == "UserError: the model returned 4 channels, but num_classes is 6"
+    assert outcome.errors == {"four__shapes": "UserError: the model returned 4 channels, but num_classes is 6"}
 
 
 def test_without_onnxruntime_the_check_names_the_extra(tmp_path, nets, monkeypatch):
@@ -244,6 +260,25 @@ def test_the_profiler_times_the_session_run(tmp_path, nets):
 
 
 def test_segbench_imports_no_onnxruntime():
+    """Nor onnx, nor transformers: each is imported only by a suite that uses a model of its type."""
     code = ("import sys; import segbench; from segbench.registry import MODELS, load_plugins; load_plugins(); "
-            "assert {'onnx', 'torchscript'} <= set(MODELS); assert 'onnxruntime' not in sys.modules")
+            "assert {'onnx', 'torchscript', 'hf'} <= set(MODELS); "
+            "loaded = {'onnxruntime', 'onnx', 'transformers'} & set(sys.modules); assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("device, available, expected", [
+    ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+    ("cuda:1", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+     ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ("cuda", ["CPUExecutionProvider"], ["CPUExecutionProvider"]),
+])
+def test_default_providers_take_cuda_only_for_a_cuda_device_that_onnxruntime_has(monkeypatch, device, available,
+                                                                                 expected):
+    import onnxruntime
+
+    from segbench.models.exported import default_providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
+    assert default_providers(torch.device(device)) == expected

@@ -286,17 +286,19 @@ def test_a_changed_processor_redoes_the_cell_on_resume(tmp_path, six_labels):
     assert execute(suite, run_dir=run_dir).statuses == {"segformer__shapes": "complete"}
 
 
-def test_a_class_count_mismatch_fails_the_cell_and_asks_for_a_class_map(tmp_path, segformer):
-    outcome = execute(suite_dict([{"name": "five", "type": "hf", "path": str(segformer)}]),
-                      run_dir=tmp_path / "run")
-    error = outcome.errors["five__shapes"]
-    assert "predicts 5 classes" in error and "'shapes' has 6" in error and "class_map" in error
-
-
-def test_a_class_map_of_the_wrong_length_fails_the_cell(tmp_path, segformer):
-    model = {"name": "five", "type": "hf", "path": str(segformer), "class_map": [0, 1, 2]}
-    outcome = execute(suite_dict([model]), run_dir=tmp_path / "run")
-    assert "for each of the model's 5 classes" in outcome.errors["five__shapes"]
+@pytest.mark.parametrize("class_map, message", [
+    (None, "the model predicts 5 classes but dataset 'shapes' has 6; give a class_map (model class -> dataset "
+           "class)"),
+    ([0, 1, 2], "class_map must list, for each of the model's 5 classes, a dataset class in [0, 6)"),
+    ([0, 1, 2, 3, 6], "class_map must list, for each of the model's 5 classes, a dataset class in [0, 6)"),
+])
+def test_classes_that_do_not_fit_the_dataset_are_refused_before_work(tmp_path, segformer, class_map, message):
+    """The 5 labels of the model's config.json against the 6 synthetic classes, without loading the model."""
+    model = {"name": "five", "type": "hf", "path": str(segformer), "class_map": class_map}
+    with pytest.raises(UserError) as info:
+        segbench.run(suite_dict([model]), run_dir=tmp_path / "run")
+    assert info.value.message == message and info.value.field == "models[0].class_map (five)"
+    assert not (tmp_path / "run").exists()
 
 
 def without(folder: Path, target: Path, name: str) -> Path:

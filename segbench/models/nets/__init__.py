@@ -41,11 +41,8 @@ def demo_weights_path(arch: str) -> Path:
     return WEIGHTS_DIR / f"{arch}_demo.safetensors"
 
 
-def load_demo_weights(arch: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The net ``arch`` in eval mode with its shipped weights, and the parsed metadata.
-
-    The metadata also holds the file's ``path`` and ``sha256``, for provenance.
-    """
+def demo_metadata(arch: str) -> dict[str, Any]:
+    """The parsed metadata of ``arch``'s shipped weights (num_classes, ...), read without the weights."""
     if arch not in ARCHS:
         raise KeyError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
     path = demo_weights_path(arch)
@@ -53,7 +50,16 @@ def load_demo_weights(arch: str) -> tuple[nn.Module, dict[str, Any]]:
         raise FileNotFoundError(f"{path} is missing; run scripts/train_demo_models.py --arch {arch} to create it")
     with safe_open(str(path), framework="pt") as f:
         raw = f.metadata() or {}
-    meta = {k: json.loads(v) if k in JSON_METADATA_KEYS else v for k, v in raw.items()}
+    return {k: json.loads(v) if k in JSON_METADATA_KEYS else v for k, v in raw.items()}
+
+
+def load_demo_weights(arch: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The net ``arch`` in eval mode with its shipped weights, and the parsed metadata.
+
+    The metadata also holds the file's ``path`` and ``sha256``, for provenance.
+    """
+    meta = demo_metadata(arch)
+    path = demo_weights_path(arch)
     meta |= {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     net = ARCHS[arch](meta["num_classes"])
     net.load_state_dict(load_file(str(path)), strict=True)
