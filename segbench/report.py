@@ -493,9 +493,11 @@ def _convention(record: dict[str, Any]) -> str:
         parts.append(f"ignore index {accuracy['ignore_index']}")
     if "height" in data and "width" in data:
         parts.append(f"{data['height']}x{data['width']} px")
+    # whether a group applied to the model (and why not) is no setting: a not-applicable group is reported
+    # elsewhere, and a model without probabilities must not make the calibration settings "differ"
+    not_settings = ("num_classes", "ignore_index", "applicable", "reason", "why_not_applicable")
     for group, values in options.items():
-        shown = [f"{k}={v}" for k, v in values.items()
-                 if k not in ("num_classes", "ignore_index") and _is_setting(v)]
+        shown = [f"{k}={v}" for k, v in values.items() if k not in not_settings and _is_setting(v)]
         if group != "accuracy" and shown:
             parts.append(f"{group} {', '.join(shown)}")
     return ", ".join(parts)

@@ -118,6 +118,18 @@ def test_report_without_missing_cells_has_no_note(tmp_path, nets):
     assert "Not in this report" not in render(merged, "md")
 
 
+def test_a_model_without_probabilities_does_not_make_the_calibration_settings_differ(tmp_path, nets):
+    """Saved predictions give no probabilities (calibration not applicable), the python model does: the same
+    calibration settings, so the caption names them once."""
+    execute({**models_suite([GOOD]), "save_predictions": True}, run_dir=tmp_path / "first")
+    saved = {"name": "saved", "type": "predictions", "num_classes": 6,
+             "root": str(tmp_path / "first" / "cells" / "good__shapes" / "predictions")}
+    run = execute({**models_suite([GOOD, saved]), "metrics": {"calibration": {}}}, run_dir=tmp_path / "run")
+    assert run.statuses == {"good__shapes": "complete", "saved__shapes": "complete"}
+    [caption] = conventions(segbench.load(tmp_path / "run"))
+    assert "differs between models" not in caption and caption.count("calibration bins=15") == 1
+
+
 def test_latex_escapes_names_and_has_booktabs_structure(tmp_path, fake_runs):
     assert latex_escape(r"a_b & c% d#e $f {g} ~h ^i \j") == (
         r"a\_b \& c\% d\#e \$f \{g\} \textasciitilde{}h \textasciicircum{}i \textbackslash{}j")

@@ -105,3 +105,49 @@ def test_merging_halves_equals_one_pass() -> None:
     assert head.compute().summary == whole.compute().summary
     assert [r["image_id"] for r in head.compute().per_image] == [f"img{i}" for i in range(9)]
     assert math.isnan(head.compute().per_image[1]["mIoU_I"])  # no labelled pixel
+
+
+def torchmetrics_class_mean(preds: list[np.ndarray], labels: list[np.ndarray], k: int) -> float:
+    """torchmetrics' MeanIoU(per_class=True) updated image by image on one-hot maps whose ignore pixels are
+    zeroed in both, then averaged over the classes it scores (it gives -1 to a class no image holds or
+    predicts)."""
+    from torchmetrics.segmentation import MeanIoU
+
+    metric = MeanIoU(num_classes=k, per_class=True, input_format="one-hot")
+    for pred, label in zip(preds, labels):
+        keep = torch.from_numpy(label != 255)
+        onehot = [(torch.nn.functional.one_hot(torch.from_numpy(x).masked_fill(~keep, 0), k).permute(2, 0, 1)
+                   & keep)[None] for x in (pred, label)]
+        metric.update(*onehot)
+    per_class = metric.compute().numpy()
+    return float(per_class[per_class >= 0].mean())
+
+
+def test_miou_c_matches_torchmetrics_when_no_image_predicts_a_class_its_label_lacks() -> None:
+    """torchmetrics 1.9's MeanIoU(per_class=True) averages per class the IoUs of the images where the class is
+    in the label OR the prediction (union > 0), so an image predicting a class its label lacks adds a 0 there;
+    mIoU_C counts only the images whose label holds the class. They agree when each image's predictions (on
+    its labelled pixels) come from the classes of its label; here the images hold different class sets."""
+    k = 6
+    rng = np.random.default_rng(3)
+    preds, labels = [], []
+    for size in (2, 3, 3, 4, 5, 6, 2, 4):
+        label = rng.choice(rng.choice(k, size, replace=False), (8, 10))
+        label[:rng.integers(0, 7)] = 255  # labelled areas of different sizes
+        held = np.unique(label[label != 255])
+        pred = np.where(rng.random((8, 10)) < 0.6, label, rng.choice(held, (8, 10)))
+        preds.append(np.where(label == 255, rng.integers(0, k, (8, 10)), pred))  # anything under ignore pixels
+        labels.append(label)
+    ours = run_fine_grained(preds, labels, k)
+    assert ours["mIoU_C"] == pytest.approx(torchmetrics_class_mean(preds, labels, k), abs=1e-6)
+
+    keep = [label != 255 for label in labels]
+    pairs = [(p[m], l[m]) for p, l, m in zip(preds, labels, keep)]
+    inter = sum(np.bincount(p[p == l], minlength=k) for p, l in pairs)
+    area = sum(np.bincount(p, minlength=k) + np.bincount(l, minlength=k) for p, l in pairs)
+    dataset_miou = np.mean(inter / (area - inter))
+    assert abs(ours["mIoU_C"] - dataset_miou) > 0.03  # the reference tells the conventions apart
+
+    lacking = next(c for c in range(k) if not (labels[0] == c).any())
+    preds[0][tuple(np.argwhere(keep[0])[0])] = lacking  # the condition broken on one pixel
+    assert torchmetrics_class_mean(preds, labels, k) < run_fine_grained(preds, labels, k)["mIoU_C"] - 1e-3
