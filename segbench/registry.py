@@ -48,7 +48,7 @@ BUILTIN_MODULES = (
     "segbench.metrics.fine_grained",
     "segbench.metrics.cityscapes",
     "segbench.metrics.calibration",
-    "segbench.profiling", "segbench.runner",
+    "segbench.harness_columns",
 )
 ENTRY_POINT_GROUPS = ("segbench.models", "segbench.datasets", "segbench.metrics")
 

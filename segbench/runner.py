@@ -32,7 +32,6 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from segbench.columns import Column
 from segbench.corruptions import CLEAN, CorruptedDataset, CorruptionCache
 from segbench.data.base import Sample, SegDataset
 from segbench.distributed import World, joined, portable, world_from_env
@@ -43,23 +42,11 @@ from segbench.metrics.checks import validate_pair
 from segbench.models.base import ModelAdapter, class_map_table
 from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
-from segbench.registry import DATASETS, METRICS, MODELS, load_plugins, register_columns
+from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
 from segbench.store import CORRUPTION_CACHE, CellOutput, RunStore
 from segbench.suite import Cell, Suite
 from segbench.types import DatasetInfo
 from segbench.version import __version__
-
-
-def run_columns() -> list[Column]:
-    """The summary's bookkeeping columns, beside the metric groups' and the profiler's figures."""
-    return [Column("num_images", "count", "neither", "images evaluated", group="run"),
-            *(Column("invalid_label_pixels", "count", "lower", "label pixels outside [0, K) mapped to ignore",
-                     table=table, group="run") for table in ("summary", "per_image")),
-            Column("trained", "text", "neither", "whether the model had trained weights", group="run"),
-            Column("eval_seconds", "s", "neither", "wall time of the cell's evaluation", group="run")]
-
-
-register_columns("run", run_columns)
 
 
 class Reporter:
