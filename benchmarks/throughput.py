@@ -31,13 +31,16 @@ Then ``segbench run``'s evaluation, in this process (torch's default
 threads), ``--repeats`` times after one warm-up run: images per second =
 images / the cell's ``eval_seconds`` (from the adapter's build to the last
 metric's update: the pipeline's filling and draining included), against
-1/T; target >= 0.9 of 1/T. Also printed: the evaluating thread's time per
+1/T; target >= 0.9 of 1/T. Beside it, the steady state: the images of every
+batch but the last over the time from the first forward pass's start to the
+last one's (what a run of many images tends to; the cell's setup, the first
+batch's decoding and the last batch's metrics are a fixed cost). Also printed: the evaluating thread's time per
 image split into the forward, its waits to hand batches to the metric
-groups, and the rest (the adapter's work, waits for decoded images, the
+groups, its waits for decoded batches, and the rest (the adapter's work, the
 cell's setup); and the load average before and after each repeat: other
 work on the machine takes the cores this needs.
 
-    PYTHONPATH=. python benchmarks/throughput.py [--images 24] [--height 1024] [--width 2048]
+    PYTHONPATH=. python benchmarks/throughput.py [--images 96] [--height 1024] [--width 2048]
         [--batch-size 2] [--num-workers auto] [--metric-workers auto] [--repeats 3] [--fraction 0.75]
         [--probe-images 3] [--calibration]
 """
@@ -61,6 +64,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from benchmarks.pipeline_overlap import WAITS, _timed
+from torch.utils.data.dataloader import _BaseDataLoaderIter
 from segbench import runner
 from segbench.api import execute, resolve_suite
 from segbench.config import InferenceConfig
@@ -80,6 +84,18 @@ MEAN, STD = (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)  # the stand-in's inputs: col
 TRAIN_TO_LABEL_ID = {train: label for label, train in ID_TO_TRAIN_ID.items()}
 EGO_VEHICLE = 1  # Cityscapes' label id of the ego vehicle (train id: ignore)
 PASSES = 3  # timed passes per probed image, after a warm-up one
+LOADER_WAITS = []  # seconds the evaluating thread waited for each decoded batch
+
+
+def _timed_next(method):
+    """The DataLoader iterator's ``__next__``, timed into LOADER_WAITS."""
+    def timed(self):
+        started = time.perf_counter()
+        try:
+            return method(self)
+        finally:
+            LOADER_WAITS.append(time.perf_counter() - started)
+    return timed
 
 MODULE = '''
 import time
@@ -249,11 +265,16 @@ def suite(args: argparse.Namespace, sleep: float) -> dict:
             "metrics": {"calibration": {}} if args.calibration else {}}
 
 
-def measure(args: argparse.Namespace, sleep: float, run_dir: Path, busy: list) -> tuple[float, float, float]:
+def measure(args: argparse.Namespace, sleep: float, run_dir: Path,
+            busy: list) -> tuple[float, float, float, float]:
     """(images per second; seconds per image inside the forward (its sleep and pooled logits), and handing
-    batches to the metric groups (waits on a full queue, and for the last batches after the loop))."""
+    batches to the metric groups (waits on a full queue, and for the last batches after the loop); images
+    per second in the steady state: the images of every batch but the last over the time from the first
+    forward pass's start to the last one's, so neither the cell's setup and first decoding nor the last
+    batch's metrics count)."""
     busy.clear()
     WAITS.clear()
+    LOADER_WAITS.clear()
     outcome = execute(suite(args, sleep), run_dir=run_dir, resume=False)
     if not outcome.ok:
         raise SystemExit(f"the run failed: {outcome.errors}")
@@ -264,7 +285,10 @@ def measure(args: argparse.Namespace, sleep: float, run_dir: Path, busy: list) -
         raise SystemExit(f"metric groups not applicable: {inapplicable}: {record['metric_options']}")
     seconds = record["eval_seconds"]
     forward = sum(end - start for start, end in busy)
-    return args.images / seconds, forward / args.images, sum(WAITS) / args.images
+    last_batch = args.images - args.batch_size * (len(busy) - 1)
+    steady = (args.images - last_batch) / (busy[-1][0] - busy[0][0])
+    return (args.images / seconds, forward / args.images, sum(WAITS) / args.images, steady,
+            sum(LOADER_WAITS) / args.images)
 
 
 def report_probe(parts: dict[str, float], adapter: float, work: float, period: float, args) -> None:
@@ -299,19 +323,22 @@ def report_runs(args: argparse.Namespace, period: float, sleep: float, loads: li
           f"metric_workers {args.metric_workers} ({metric_workers(setting, len(names))}), groups: "
           f"{', '.join(names)}{'' if args.calibration else ' (calibration off: --calibration)'}; "
           f"{args.repeats} repeats (median)")
-    rates, forward, waits = (statistics.median(v) for v in zip(*runs))
+    rates, forward, waits, steady, loading = (statistics.median(v) for v in zip(*runs))
     print(f"images/s {rates:.2f} ({', '.join(f'{v[0]:.2f}' for v in runs)}) against 1/T = {1 / period:.2f}: "
           f"{rates * period:.2f} of 1/T (target >= 0.9: {'met' if rates * period >= 0.9 else 'NOT met'})")
+    print(f"steady state, first to last forward pass: {steady:.2f} images/s "
+          f"({', '.join(f'{v[3]:.2f}' for v in runs)}), {steady * period:.2f} of 1/T")
     print(f"per image, the evaluating thread: {1000 / rates:.1f} ms = forward {forward * 1000:.1f} (sleeps "
-          f"{sleep * 1000:.1f}) + waits for the metric groups {waits * 1000:.1f} + the rest "
-          f"{(1 / rates - forward - waits) * 1000:.1f} (the adapter's normalisation, resize, checks and argmax; "
-          f"waits for decoded images; the cell's setup)")
+          f"{sleep * 1000:.1f}) + waits for the metric groups {waits * 1000:.1f} + waits for decoded images "
+          f"{loading * 1000:.1f} + the rest {(1 / rates - forward - waits - loading) * 1000:.1f} (the adapter's "
+          f"normalisation, resize, checks and argmax; the cell's setup)")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     runner.MetricLanes.submit = _timed(runner.MetricLanes.submit)
     runner.MetricLanes.close = _timed(runner.MetricLanes.close)
+    _BaseDataLoaderIter.__next__ = _timed_next(_BaseDataLoaderIter.__next__)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "throughput_device.py").write_text(MODULE)
@@ -334,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--images", type=int, default=24, help="images in the dataset")
+    parser.add_argument("--images", type=int, default=96, help="images in the dataset (one cell)")
     parser.add_argument("--height", type=int, default=1024, help="image height")
     parser.add_argument("--width", type=int, default=2048, help="image width")
     parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")

@@ -198,8 +198,6 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
     writer, lanes = None, None
     try:
         info = dataset.info
-        adapter = MODELS[cell.model.type].build(cell.model, info, device)
-        same_classes(cell.model.name, adapter.num_classes, info)
         metrics = {name: METRICS[name].state(info.num_classes, info.ignore_index, device, **options.model_dump())
                    for name, options in cell.metrics if options is not None}
         indices = world.shard(len(dataset))
@@ -210,6 +208,9 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
                             collate_fn=_as_tensors if shard.workers["num_workers"] else list,
                             pin_memory=device.type == "cuda",
                             worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+        batches = iter(loader)  # the loader's workers decode the first batches while the model is built
+        adapter = MODELS[cell.model.type].build(cell.model, info, device)
+        same_classes(cell.model.name, adapter.num_classes, info)
         if cell.save_predictions:
             writer = PredictionWriter(staging, cell.id, info.colours())
         needs = {name: METRICS[name].needs for name in metrics}
@@ -217,7 +218,7 @@ def _evaluate_shard(cell: Cell, dataset: SegDataset, suite: Suite, device: torch
                                   invalid_labels=cell.dataset.invalid_labels)
         lanes = MetricLanes(metrics, needs, shard.workers["metric_workers"], cell.id, check)
         reporter.cell_started(cell.id, len(indices))
-        for loaded in loader:
+        for loaded in batches:
             samples = [_as_arrays(sample) for sample in loaded]
             lanes.raise_error()  # a metric thread failed: stop reading and predicting
             images, ids = [s.image for s in samples], [s.id for s in samples]

@@ -8,6 +8,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -364,6 +365,29 @@ def test_a_worker_error_is_described_once(tmp_path, folder_data):
     assert error.startswith("DataError: ") and "segbench.errors" not in error and "b.png" in error
     # the failed loader's queue thread ended with the cell, not at some later garbage collection
     assert [t.name for t in threading.enumerate() if t not in before] == []
+
+
+def test_the_loader_decodes_while_the_model_is_built(tmp_path, nets, monkeypatch):
+    """The DataLoader's workers start before the model's build (seconds for a real net), so the first batch
+    is decoded meanwhile; the figures are those of a loader without workers."""
+    import multiprocessing
+
+    import tiny_nets
+
+    children = []
+
+    def pointwise(num_classes):
+        children.append(len(multiprocessing.active_children()))
+        return original(num_classes)
+
+    original = tiny_nets.pointwise
+    monkeypatch.setattr(tiny_nets, "pointwise", pointwise)
+    with_workers = execute(suite_dict([POINTWISE], num_workers=1), run_dir=tmp_path / "workers")
+    inline = execute(suite_dict([POINTWISE]), run_dir=tmp_path / "inline")
+    assert with_workers.ok and inline.ok
+    assert children[0] >= 1 and children[-1] == 0  # a worker was running when the model was built
+    pd.testing.assert_frame_equal(segbench.load(tmp_path / "workers").per_image,
+                                  segbench.load(tmp_path / "inline").per_image)
 
 
 def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, nets):
