@@ -6,6 +6,8 @@ complete. The run-level tables are rebuilt from the complete cells' folders
 when a run starts and when it ends, not after each cell: during a run they hold
 the cells complete when it started, each finished cell is in ``cells/<id>/`` at
 once, and they hold every complete cell once the manifest says the run ended.
+``load`` reads a run that has not ended (running, or killed) from its cell
+folders, so it shows every cell complete so far.
 A run folder is written by one run at a time: the run holds an advisory lock
 on ``.lock`` inside it, which the operating system releases when the process
 ends, however it ends.
@@ -184,35 +186,41 @@ class RunStore:
             name: pd.read_parquet(folder / f"{name}.parquet") for name in ROW_TABLES + EXTRA_TABLES
             if name in ROW_TABLES or (folder / f"{name}.parquet").is_file()}}
 
-    def write_tables(self, cell_ids: list[str], reference: str | None = None) -> None:
-        """Write the run-level tables of the complete cells among ``cell_ids``, and ``robustness.parquet``
-        (normalised by the ``reference`` model) when some are corrupted.
-
-        Each complete cell's files are read once per call, and nothing is kept:
-        a run calls this when it starts and when it ends, never after a cell, so
-        its bookkeeping per cell does not grow with the number of cells.
-        """
+    def tables(self, cell_ids: list[str], reference: str | None = None) -> dict[str, pd.DataFrame]:
+        """The run-level tables of the complete cells among ``cell_ids``, each cell's files read once: the
+        summary and row tables, each extra table that some cell has rows of, and ``robustness`` (normalised by
+        the ``reference`` model) when some cells are corrupted."""
         cells = [tables for cid in cell_ids if (tables := self._cell_tables(cid)) is not None]
         summary = with_cell_keys(pd.DataFrame([cell["summary"] for cell in cells]))
-        atomic_write_table(self.root / "summary.parquet", summary)
-        atomic_write_table(self.root / "summary.csv", summary)
-        robustness = self.root / f"{ROBUSTNESS}.parquet"
-        if "mIoU" in summary.columns and (summary["corruption"] != CLEAN).any():
-            atomic_write_table(robustness, robustness_table(summary, reference))
-        else:
-            robustness.unlink(missing_ok=True)
+        tables = {"summary": summary}
         for name in ROW_TABLES:
             frames = [with_cell_keys(cell[name]) for cell in cells]
-            atomic_write_table(self.root / f"{name}.parquet",
-                               pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
+            tables[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         for name in EXTRA_TABLES:
             frames = [cell[name] for cell in cells if name in cell]
             if any("corruption" in frame.columns for frame in frames):  # rows of corrupted cells among them
                 frames = [with_cell_keys(frame) for frame in frames]
             if frames:
-                atomic_write_table(self.root / f"{name}.parquet", pd.concat(frames, ignore_index=True))
+                tables[name] = pd.concat(frames, ignore_index=True)
+        if "mIoU" in summary.columns and (summary["corruption"] != CLEAN).any():
+            tables[ROBUSTNESS] = robustness_table(summary, reference)
+        return tables
+
+    def write_tables(self, cell_ids: list[str], reference: str | None = None) -> None:
+        """Write :meth:`tables` (the summary also as csv); a table that no cell has rows of is removed.
+
+        Nothing is kept: a run calls this when it starts and when it ends, never
+        after a cell, so its bookkeeping per cell does not grow with the number
+        of cells.
+        """
+        tables = self.tables(cell_ids, reference)
+        for name in (*TABLES, ROBUSTNESS):
+            if name in tables:
+                atomic_write_table(self.root / f"{name}.parquet", tables[name])
             else:  # the cells that had rows were redone without them, or are gone
                 (self.root / f"{name}.parquet").unlink(missing_ok=True)
+            if name == "summary":
+                atomic_write_table(self.root / "summary.csv", tables[name])
 
 
 @dataclass
@@ -267,9 +275,16 @@ def dataset_label(dataset: str, corruption: str, severity: int) -> str:
 
 
 def load(run_dir: str | Path) -> RunResults:
-    """Read a run folder's manifest and tables."""
+    """Read a run folder's manifest and tables. A run that has not ended (running now, or killed) is read
+    from its cell folders, which hold every cell complete so far: its run-level files are those of its
+    start."""
     store = RunStore(Path(run_dir))
     manifest = store.read_manifest()
+    if manifest.get("status") == "running":
+        corruptions = (manifest.get("suite_resolved") or {}).get("corruptions") or {}
+        tables = store.tables(list(manifest["cells"]), corruptions.get("reference"))
+        return RunResults(store.root, manifest, **{name: tables.get(name, pd.DataFrame()) for name in TABLES},
+                          robustness=tables.get(ROBUSTNESS, pd.DataFrame()))
     tables = {}
     for name in TABLES:
         path = store.root / f"{name}.parquet"

@@ -459,10 +459,11 @@ def test_an_interrupted_run_has_the_tables_of_every_cell_complete_before_it(tmp_
         """How many rows the run's summary has when each cell finishes."""
 
         def __init__(self):
-            self.rows = []
+            self.rows, self.file_rows = [], []
 
         def cell_finished(self, cell_id, status, error):
             self.rows.append(len(segbench.load(run_dir).summary))
+            self.file_rows.append(len(pd.read_parquet(run_dir / "summary.parquet")))
 
     failing = {"name": "bad", "type": "python", "factory": "tiny_nets:raising",
                "kwargs": {"error": "RuntimeError"}, "num_classes": 6}
@@ -473,12 +474,28 @@ def test_an_interrupted_run_has_the_tables_of_every_cell_complete_before_it(tmp_
     with pytest.raises(Interrupted):
         execute(suite_dict([POINTWISE, failing, {**POINTWISE, "name": "pw2"}, stopping]), run_dir=run_dir,
                 reporter=loads)
-    assert loads.rows == [0, 0, 0]  # during a run: the cells complete when it started (none)
+    assert loads.file_rows == [0, 0, 0]  # during a run the file holds the cells complete when it started
+    assert loads.rows == [1, 1, 2]  # and load, which reads a running run's cell folders, every one so far
     results = segbench.load(run_dir)
     assert results.manifest["status"] == "interrupted"
     assert results.manifest["cells"]["bad__shapes"]["status"] == "failed"
     assert sorted(results.summary["model"]) == ["pw", "pw2"]
     assert sorted(set(results.per_class["model"])) == sorted(set(results.per_image["model"])) == ["pw", "pw2"]
+
+
+def test_a_killed_run_loads_every_cell_it_completed(tmp_path, nets):
+    """kill -9 ends a run before it writes its tables: the manifest still says running, and load reads the
+    cell folders."""
+    run_dir = tmp_path / "run"
+    assert execute(suite_dict([POINTWISE, {**POINTWISE, "name": "pw2"}]), run_dir=run_dir).ok
+    finished = segbench.load(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    for name in ("summary", "per_class", "per_image"):  # as the run's start wrote them: no cell complete yet
+        pd.DataFrame().to_parquet(run_dir / f"{name}.parquet")
+    killed = segbench.load(run_dir)
+    for name in ("summary", "per_class", "per_image"):
+        pd.testing.assert_frame_equal(getattr(killed, name), getattr(finished, name))
 
 
 def test_an_unexpected_error_ends_the_run_with_the_tables_of_the_complete_cells(tmp_path, nets):
