@@ -70,6 +70,26 @@ def check_model(cfg: Any) -> None:
     resolve_config(cfg.config)
 
 
+def load_config(cfg: Any) -> tuple[Any, Path, dict[str, Any] | None]:
+    """The model's mmengine Config with the suite's ``cfg_options`` merged, its file, and its model index
+    entry (None for a config file)."""
+    from mmengine.config import Config
+
+    config_path, published = resolve_config(cfg.config)
+    config = Config.fromfile(str(config_path))
+    if cfg.cfg_options:
+        config.merge_from_dict(_sizes_as_tuples(dict(cfg.cfg_options)), allow_list_keys=True)
+    return config, config_path, published
+
+
+def config_classes(cfg: Any) -> int | None:
+    """The classes the config's decode head predicts (a cascade's last head), read without building the net."""
+    head = load_config(cfg)[0].model.get("decode_head")
+    if isinstance(head, list):
+        head = head[-1]
+    return None if head is None else head.get("num_classes")
+
+
 # The statistics methods an mmengine HistoryBuffer pickles with itself (its __getstate__ adds them).
 HISTORY_BUFFER_METHODS = ("min", "max", "current", "mean")
 
@@ -150,15 +170,11 @@ class MMSegAdapter(ModelAdapter):
     def __init__(self, cfg: Any, info: DatasetInfo, device: torch.device) -> None:
         require_mmseg()
         self.name = cfg.name
-        from mmengine.config import Config
         from mmengine.dataset import Compose
         from mmengine.registry import init_default_scope
         from mmseg.registry import MODELS
 
-        config_path, published = resolve_config(cfg.config)
-        config = Config.fromfile(str(config_path))
-        if cfg.cfg_options:
-            config.merge_from_dict(_sizes_as_tuples(dict(cfg.cfg_options)), allow_list_keys=True)
+        config, config_path, published = load_config(cfg)
         init_default_scope(config.get("default_scope", "mmseg"))
         model_cfg = config.model
         if cfg.tta:
@@ -317,7 +333,7 @@ class MMSegModelConfig(ModelBase):
 
 
 @register_model("mmseg", config=MMSegModelConfig, check=check_model, eval_ref="config",
-                eval_checkpoint="checkpoint",
+                eval_checkpoint="checkpoint", classes=config_classes,
                 describe="an mmsegmentation config (or model index name) and checkpoint, run by mmseg")
 def build_mmseg(cfg: MMSegModelConfig, info: DatasetInfo, device: torch.device) -> MMSegAdapter:
     return MMSegAdapter(cfg, info, device)

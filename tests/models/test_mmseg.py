@@ -5,6 +5,7 @@ These run for real in CI (`make install` builds mmcv with its ops); none is skip
 
 import argparse
 import copy
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -254,8 +255,15 @@ def test_class_count_is_checked_and_class_map_applies(tmp_path, checkpoint):
     dataset = {"name": "mine", "type": "folder", "root": str(root), "num_classes": 2}
     model = {"name": "m", "type": "mmseg", "config": CONFIG, "checkpoint": str(checkpoint), "cfg_options": SMALL}
     suite = {"name": "mm", "device": "cpu", "num_workers": 0, "datasets": [dataset], "models": [model]}
-    outcome = execute(suite, run_dir=tmp_path / "mismatch")
-    assert "19 classes" in outcome.errors["m__mine"] and "class_map" in outcome.errors["m__mine"]
+    for class_map, message in ((None, "the model predicts 19 classes but dataset 'mine' has 2; give a class_map"),
+                               ([0] * 18, "class_map must list, for each of the model's 19 classes")):
+        model["class_map"] = class_map  # refused before any work, from the config: nothing written
+        with pytest.raises(UserError, match=re.escape(message)) as refused:
+            execute(suite, run_dir=tmp_path / "mismatch")
+        assert refused.value.field == "models[0].class_map (m)" and not (tmp_path / "mismatch").exists()
+    two = {"name": "m", "type": "mmseg", "config": CONFIG,
+           "cfg_options": {**SMALL, "model.decode_head.num_classes": 2}}
+    assert execute({**suite, "models": [two]}, run_dir=tmp_path / "two").ok  # the suite's cfg_options count
     model["class_map"] = [0] * 10 + [1] * 9  # road..sky -> 0, person..bicycle -> 1
     results = segbench.load(segbench.run(suite, run_dir=tmp_path / "mapped"))
     assert len(results.per_class) == 2 and np.isfinite(results.summary["aAcc"].iloc[0])
