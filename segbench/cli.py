@@ -186,9 +186,15 @@ def _run_and_print(suite: "Path | dict", resume_hint: str, *, run_dir: Optional[
     try:
         # Under torchrun, rank 0 alone shows progress (of its own shard) and prints the results.
         with Progress(*columns, console=err_console, disable=not world.main) as progress:
-            outcome = execute(suite, run_dir=run_dir, out=out, device=device, resume=resume,
-                              continue_latest=continue_latest,
-                              reporter=RichReporter(progress, _shard_note(world.size)) if world.main else None)
+            try:
+                outcome = execute(suite, run_dir=run_dir, out=out, device=device, resume=resume,
+                                  continue_latest=continue_latest,
+                                  reporter=RichReporter(progress, _shard_note(world.size)) if world.main else None)
+            except UserError:  # refused before any work: no bars to leave, nor the empty line Progress ends with
+                progress.live.transient = True
+                progress.live.stop()
+                progress.disable = True  # so leaving the block stops nothing more
+                raise
     except UserError as error:
         fail(error, world.rank if world.size > 1 else None)
     except Interrupted as stop:

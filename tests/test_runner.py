@@ -119,8 +119,8 @@ def test_a_class_count_mismatch_exits_2_before_work_and_writes_nothing(tmp_path,
     result = subprocess.run([sys.executable, "-m", "segbench", "run", str(suite), "--run-dir", str(tmp_path / "run")],
                             capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == ("error: models[0].num_classes (pw): model 'pw' predicts 3 classes but dataset "
-                                     "'shapes' has 6")
+    assert result.stderr == ("error: models[0].num_classes (pw): model 'pw' predicts 3 classes but dataset "
+                             "'shapes' has 6\n")  # one line, nothing before it
     assert not (tmp_path / "run").exists()
 
 
