@@ -86,7 +86,8 @@ def map_classes(class_map: torch.Tensor | None, predictions: list[torch.Tensor])
 
 def top_probability(scores: torch.Tensor) -> torch.Tensor:
     """The largest softmax probability over dim 1 of NxKxHxW logits, 1 / Σ_k exp(x_k − max): what the
-    softmax gives the argmax class, without materialising it (3x faster on a CPU at 19x1024x2048)."""
+    softmax gives the argmax class, without materialising it (on a CPU at 19x1024x2048, channels-last: 180
+    against 400 ms for a softmax and a gather on one thread, 95 against 292 ms on two)."""
     scores = scores.float()
     return (scores - scores.amax(dim=1, keepdim=True)).exp_().sum(dim=1).reciprocal_()
 
