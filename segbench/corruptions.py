@@ -56,6 +56,9 @@ COMMON: tuple[str, ...] = CORRUPTIONS_ALL[:15]
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 SEEDED_BY_ARGUMENT = ("impulse_noise", "glass_blur")
 """Corruptions whose functions take a ``seed=`` of their own instead of drawing from numpy's global state."""
+COMPILED_ON_FIRST_USE = ("glass_blur",)
+"""Corruptions whose kernel numba compiles on its first call (2-3 s; once per type signature, and severities
+differ in it)."""
 CLEAN = "none"
 """The ``corruption`` of clean rows (their ``severity`` is 0)."""
 OVERALL = "all"
@@ -249,6 +252,8 @@ class CorruptedDataset(SegDataset):
         _package()  # the missing extra is one line before any work, not an error per image
         self.clean, self.name, self.severity, self.seed, self.cache = clean, name, severity, seed, cache
         self.info = clean.info
+        if name in COMPILED_ON_FIRST_USE:  # compiled once per process; the loader's workers, forked, inherit it
+            corrupt_image(np.zeros((32, 32, 3), np.uint8), name, severity, seed, "warm-up")
 
     def ids(self) -> list[str]:
         return self.clean.ids()

@@ -225,3 +225,37 @@ def test_threads_give_the_same_pixels_as_one_thread(textured):
     with ThreadPoolExecutor(8) as pool:
         threaded = list(pool.map(lambda job: corrupt_image(textured, job[0], 2, job[1], "a"), jobs))
     assert all(np.array_equal(a, b) for a, b in zip(alone, threaded))
+
+
+WARM_CHILD = """
+import multiprocessing, sys
+import numpy as np
+import imagecorruptions.corruptions as package
+from segbench.corruptions import CorruptedDataset, corrupt_image
+from segbench.data.synthetic import SyntheticDataset
+
+def corrupt(queue):
+    before = len(package._shuffle_pixels_njit_glass_blur.signatures)
+    corrupt_image(np.full((48, 64, 3), 90, np.uint8), "glass_blur", 5, 0, "a")
+    queue.put(len(package._shuffle_pixels_njit_glass_blur.signatures) - before)
+
+CorruptedDataset(SyntheticDataset("s", 1, 32, 32, 0), "glass_blur", 5, 0, None)
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+worker = context.Process(target=corrupt, args=(queue,))
+worker.start()
+print(queue.get())
+worker.join()
+"""
+
+
+def test_loader_workers_inherit_glass_blur_compiled_by_the_dataset():
+    """numba compiles glass_blur's kernel per process: the corrupted dataset does it once, in the process the
+    DataLoader's workers are forked from, so a worker compiles nothing (severity 5's signature differs from
+    severity 3's)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", WARM_CHILD], capture_output=True, text=True, timeout=240)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "0"  # signatures compiled in the worker
