@@ -93,6 +93,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         result = segbench("run", str(suite), "--run-dir", str(root / name))
         assert result.returncode == 0, result.stderr
         folders[name] = root / name
+        (root / f"{name}.stdout").write_text(result.stdout)  # the terminal leaderboard
     return folders
 
 
@@ -188,6 +189,17 @@ def test_a_suite_of_plugin_types_runs_and_stores_the_plugin_figures(runs, stripe
     record = json.loads((runs["even"] / "cells" / "bright__stripes" / "cell.json").read_text())
     assert record["provenance"] == {"type": "threshold", "thresholds": EVEN, "trained": None}
     assert record["metric_options"]["area"]["min_pixels"] == MIN_PIXELS
+
+
+def test_the_terminal_leaderboard_shows_the_plugin_figure(runs):
+    """``segbench run``'s leaderboard has the plugin's leaderboard column, with each model's value as in %."""
+    terminal = (runs["even"].parent / "even.stdout").read_text()
+    summary = pd.read_parquet(runs["even"] / "summary.parquet").set_index("model")
+    header = next(line for line in terminal.splitlines() if "mAreaError" in line)
+    assert "mIoU" in header
+    for model in ("bright", "fcn"):
+        row = next(line for line in terminal.splitlines() if "stripes" in line and f" {model}" in line)
+        assert f"{summary.loc[model, 'mAreaError'] * 100:.2f}" in row
 
 
 BRIGHT_END = f"    num_classes: {NUM_CLASSES}\n  - name: fcn"  # the last line of the threshold model's entry
