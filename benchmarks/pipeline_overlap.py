@@ -44,14 +44,14 @@ from segbench.runner import loader_workers, metric_workers
 WAITS = []  # seconds the evaluating thread spent handing each batch to the metric groups
 
 
-def _timed(method):
-    """``MetricLanes.submit`` or ``close``, timed into WAITS."""
+def _timed(method, waits: list = WAITS):
+    """``method`` (``MetricLanes.submit`` or ``close``, by default), timed into ``waits``."""
     def timed(self, *args):
         started = time.perf_counter()
         try:
             return method(self, *args)
         finally:
-            WAITS.append(time.perf_counter() - started)
+            waits.append(time.perf_counter() - started)
     return timed
 
 MODULE = '''

@@ -86,17 +86,6 @@ EGO_VEHICLE = 1  # Cityscapes' label id of the ego vehicle (train id: ignore)
 PASSES = 3  # timed passes per probed image, after a warm-up one
 LOADER_WAITS = []  # seconds the evaluating thread waited for each decoded batch
 
-
-def _timed_next(method):
-    """The DataLoader iterator's ``__next__``, timed into LOADER_WAITS."""
-    def timed(self):
-        started = time.perf_counter()
-        try:
-            return method(self)
-        finally:
-            LOADER_WAITS.append(time.perf_counter() - started)
-    return timed
-
 MODULE = '''
 import time
 
@@ -338,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     runner.MetricLanes.submit = _timed(runner.MetricLanes.submit)
     runner.MetricLanes.close = _timed(runner.MetricLanes.close)
-    _BaseDataLoaderIter.__next__ = _timed_next(_BaseDataLoaderIter.__next__)
+    _BaseDataLoaderIter.__next__ = _timed(_BaseDataLoaderIter.__next__, LOADER_WAITS)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "throughput_device.py").write_text(MODULE)

@@ -121,6 +121,7 @@ def _check_classes(config: Any, classes: int, info: DatasetInfo) -> None:
 
 
 def same_classes(model: str, classes: int, info: DatasetInfo, field: str | None = None) -> None:
+    """A UserError unless the model predicts the dataset's number of classes."""
     if classes != info.num_classes:
         raise UserError(f"model {model!r} predicts {classes} classes but dataset {info.name!r} has "
                         f"{info.num_classes}", field=field)
