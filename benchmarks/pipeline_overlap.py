@@ -26,6 +26,7 @@ to them: on a loaded machine the metric threads wait for a core too.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -53,6 +55,27 @@ def _timed(method, waits: list = WAITS):
         finally:
             waits.append(time.perf_counter() - started)
     return timed
+
+
+def time_handoffs() -> None:
+    """Time each hand-off of a batch to the metric groups (``MetricLanes.submit`` and ``close``) into WAITS."""
+    runner.MetricLanes.submit = _timed(runner.MetricLanes.submit)
+    runner.MetricLanes.close = _timed(runner.MetricLanes.close)
+
+
+def device_module(folder: Path, source: str, name: str) -> ModuleType:
+    """The stand-in device's module: ``source`` written to ``folder`` as ``name``, imported from there (so a
+    suite's ``python`` model names it)."""
+    (folder / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def machine_line(loads: list[float]) -> str:
+    """The torch build, its threads, the cores and the load averages measured beside the figures."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, {cores} cores; load average "
+            f"(1 min) {', '.join(f'{v:.2f}' for v in loads)} (before, after each repeat)")
 
 MODULE = '''
 import time
@@ -118,15 +141,11 @@ def measure(args: argparse.Namespace, workers: int | str, run_dir: Path, busy: l
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    runner.MetricLanes.submit = _timed(runner.MetricLanes.submit)
-    runner.MetricLanes.close = _timed(runner.MetricLanes.close)
+    time_handoffs()
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "overlap_device.py").write_text(MODULE)
-        sys.path.insert(0, str(tmp))
-        import overlap_device
-
+        overlap_device = device_module(tmp, MODULE, "overlap_device")
         args.data = tmp / "data"
         write_folder_dataset(args.data, args.images, args.height, args.width)
 
@@ -137,10 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                 figures[workers].append(measure(args, int(workers) if workers != "auto" else workers,
                                                 tmp / f"run-{workers}-{repeat}", overlap_device.BUSY))
             loads.append(os.getloadavg()[0])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     groups = 5  # the default groups: accuracy, boundary, distance, fine_grained, cityscapes
-    print(f"cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, {cores} cores; "
-          f"load average (1 min) {', '.join(f'{v:.2f}' for v in loads)} (before, after each repeat)")
+    print(machine_line(loads))
     print(f"{args.images} images {args.height}x{args.width} (folder of PNGs), batch {args.batch_size}, forward "
           f"sleeps {args.sleep * 1000:.0f} ms per image, DataLoader workers "
           f"{loader_workers(args.num_workers if args.num_workers == 'auto' else int(args.num_workers))}, "

@@ -51,7 +51,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,9 +62,9 @@ import torch
 from PIL import Image
 from pydantic import BaseModel
 
-from benchmarks.pipeline_overlap import WAITS, _timed
 from torch.utils.data.dataloader import _BaseDataLoaderIter
-from segbench import runner
+
+from benchmarks.pipeline_overlap import WAITS, _timed, device_module, machine_line, time_handoffs
 from segbench.api import execute, resolve_suite
 from segbench.config import InferenceConfig
 from segbench.data.base import Sample
@@ -302,12 +301,10 @@ def timed_runs(args: argparse.Namespace, sleep: float, folder: Path, busy: list)
 
 
 def report_runs(args: argparse.Namespace, period: float, sleep: float, loads: list, runs: list) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     names = list(groups(args))
     setting = args.metric_workers if args.metric_workers == "auto" else int(args.metric_workers)
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
-    print(f"cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, {cores} cores; load average "
-          f"(1 min) {', '.join(f'{v:.2f}' for v in loads)} (before, after each repeat)")
+    print(machine_line(loads))
     print(f"{args.images} images, batch {args.batch_size}, DataLoader workers {loader_workers(workers)}, "
           f"metric_workers {args.metric_workers} ({metric_workers(setting, len(names))}), groups: "
           f"{', '.join(names)}{'' if args.calibration else ' (calibration off: --calibration)'}; "
@@ -325,15 +322,11 @@ def report_runs(args: argparse.Namespace, period: float, sleep: float, loads: li
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    runner.MetricLanes.submit = _timed(runner.MetricLanes.submit)
-    runner.MetricLanes.close = _timed(runner.MetricLanes.close)
+    time_handoffs()
     _BaseDataLoaderIter.__next__ = _timed(_BaseDataLoaderIter.__next__, LOADER_WAITS)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "throughput_device.py").write_text(MODULE)
-        sys.path.insert(0, str(tmp))
-        import throughput_device
-
+        throughput_device = device_module(tmp, MODULE, "throughput_device")
         args.data = tmp / "data"
         write_cityscapes_scenes(args.data, args.images, args.height, args.width)
         parts, adapter = probe(args.data, args, throughput_device)
