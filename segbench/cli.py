@@ -111,15 +111,15 @@ def leaderboard_table(results: "RunResults") -> Group:
 def robustness_board(results: "RunResults") -> Table:
     """The robustness leaderboard's figures (mCE, relative mCE, retention), a row per (dataset, model), best
     first by the first of them; the notes saying why a figure is missing below."""
-    from segbench.report import (column_header, format_value, robustness_catalogue, robustness_long,
-                                 robustness_reference)
+    from segbench.report import column_header, format_value, robustness_catalogue, robustness_long
+    from segbench.store import corruption_reference
 
     long, columns = robustness_long(results), robustness_catalogue(results)
     names = list(long["metric"].unique())
     wide = long.pivot(index=["dataset", "model"], columns="metric", values="value")[names].reset_index()
     wide = wide.sort_values(["dataset", names[0]], ascending=[True, columns.get(names[0]).direction != "higher"])
     notes = [f"{row.model} on {row.dataset}: {row.note}" for row in long.dropna(subset=["note"]).itertuples()]
-    reference = robustness_reference(results)
+    reference = corruption_reference(results.manifest)
     against = f"reference model: {reference}" if reference else "no reference model"
     title = f"{results.manifest['suite_name']}: robustness ({against}), fractions in %"
     table = Table(title=title, caption="\n".join(dict.fromkeys(notes)) or None, caption_justify="left")

@@ -30,7 +30,8 @@ from segbench.corruptions import CLEAN, OVERALL, robustness_columns
 from segbench.errors import UserError
 from segbench.registry import catalogue
 from segbench.stats import bootstrap_table, bootstrappable, paired_test
-from segbench.store import CELL_KEYS, RunResults, RunStore, data_difference, option_differences, with_cell_keys
+from segbench.store import (CELL_KEYS, RunResults, RunStore, corruption_reference, data_difference,
+                            option_differences, with_cell_keys)
 
 Format = Literal["md", "csv", "tex", "html"]
 CiStyle = Literal["pm", "interval"]
@@ -1158,14 +1159,9 @@ class RobustnessPart:
         return [self.leaderboard, *self.by_model]
 
 
-def robustness_reference(results: RunResults) -> str | None:
-    """The suite's reference model (mCE normalised by its errors); None: unnormalised, or not recorded."""
-    return (results.manifest.get("suite_resolved", {}).get("corruptions") or {}).get("reference")
-
-
 def robustness_catalogue(results: RunResults) -> Catalogue:
     """The declared figures of the run's robustness.parquet (their unit depends on its reference)."""
-    return Catalogue(robustness_columns(robustness_reference(results)))
+    return Catalogue(robustness_columns(corruption_reference(results.manifest)))
 
 
 def robustness_long(results: RunResults) -> pd.DataFrame:
@@ -1240,7 +1236,7 @@ def _robustness_leaderboard_text(results: RunResults, long: pd.DataFrame, order:
 
     table = _model_grid(long, order, marks, f"Robustness: {results.manifest.get('suite_name', 'segbench')}",
                         cells, lambda name: [column_header(name, columns.get(name))])
-    reference = robustness_reference(results)
+    reference = corruption_reference(results.manifest)
     against = f"reference model {reference} (its mCE is 1)" if reference else "no reference model (unnormalised)"
     definitions = "; ".join(f"{c.name}, {c.meaning}" for c in columns)
     caption = (f"Robustness against corruptions, {against}: {definitions}. Fractions in %. Bold: the best of "

@@ -43,7 +43,7 @@ from segbench.models.base import ModelAdapter, class_map_table
 from segbench.prediction_writer import PredictionWriter, discard, join_folders
 from segbench.profiling import Profiler, headline, sized_image
 from segbench.registry import DATASETS, METRICS, MODELS, load_plugins
-from segbench.store import CORRUPTION_CACHE, CellOutput, RunStore
+from segbench.store import CORRUPTION_CACHE, CellOutput, RunStore, corruption_reference
 from segbench.suite import Cell, Suite
 from segbench.types import DatasetInfo
 from segbench.version import __version__
@@ -675,7 +675,7 @@ def _plan(suite: Suite, run_dir: Path, resume: bool, suite_source: dict[str, Any
             to_run[cell.id] = inputs
             store.remove_cell(cell.id)
             manifest["cells"][cell.id] |= {"status": "pending", "error": None, "traceback": None}
-    reference = suite.corruptions.reference if suite.corruptions is not None else None
+    reference = corruption_reference(manifest)
     store.write_tables(list(manifest["cells"]), reference)
     store.write_manifest(manifest)
     return _Plan(store, manifest, [cell.id for cell in suite.cells()], to_run, reference)

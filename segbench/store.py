@@ -281,18 +281,19 @@ def load(run_dir: str | Path) -> RunResults:
     store = RunStore(Path(run_dir))
     manifest = store.read_manifest()
     if manifest.get("status") == "running":
-        corruptions = (manifest.get("suite_resolved") or {}).get("corruptions") or {}
-        tables = store.tables(list(manifest["cells"]), corruptions.get("reference"))
-        return RunResults(store.root, manifest, **{name: tables.get(name, pd.DataFrame()) for name in TABLES},
-                          robustness=tables.get(ROBUSTNESS, pd.DataFrame()))
-    tables = {}
-    for name in TABLES:
-        path = store.root / f"{name}.parquet"
-        table = _read_table(path) if path.is_file() else pd.DataFrame()
-        tables[name] = with_cell_keys(table) if name in ("summary", *ROW_TABLES) else table
-    path = store.root / f"{ROBUSTNESS}.parquet"
-    robustness = _read_table(path) if path.is_file() else pd.DataFrame()
-    return RunResults(store.root, manifest, **tables, robustness=robustness)
+        tables = store.tables(list(manifest["cells"]), corruption_reference(manifest))
+    else:
+        tables = {name: _read_table(path) for name in (*TABLES, ROBUSTNESS)
+                  if (path := store.root / f"{name}.parquet").is_file()}
+        tables |= {name: with_cell_keys(tables[name]) for name in ("summary", *ROW_TABLES) if name in tables}
+    return RunResults(store.root, manifest,
+                      **{name: tables.get(name, pd.DataFrame()) for name in (*TABLES, ROBUSTNESS)})
+
+
+def corruption_reference(manifest: dict[str, Any]) -> str | None:
+    """The suite's corruptions reference model (robustness.parquet is normalised by its errors), as the
+    manifest records it; None: no reference, or no corruptions."""
+    return ((manifest.get("suite_resolved") or {}).get("corruptions") or {}).get("reference")
 
 
 def with_cell_keys(frame: pd.DataFrame) -> pd.DataFrame:
